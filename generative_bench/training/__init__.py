@@ -1,0 +1,1 @@
+"""One generic trainer for every backend: loop, EMA, AMP, clipping, checkpoints, logs."""
