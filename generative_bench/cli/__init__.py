@@ -1,0 +1,1 @@
+"""The ``gbench`` command line: Hydra stages, sweeps and the report builder."""

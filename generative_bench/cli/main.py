@@ -1,0 +1,59 @@
+"""``gbench``: the console entry point.
+
+    gbench                          the side-by-side benchmark (multirun over the four backends
+                                    on the embedded ring mixture) and its report
+    gbench -m model=gan,vae seed=0,1,2 ...   any Hydra sweep; its report is built at the end
+    gbench run|train|sample|evaluate [overrides]   one stage (or the whole pipeline) in one run folder
+    gbench report DIR... [--out OUT]           leaderboard + HTML report over run/sweep folders
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+VERBS = {"run": "pipeline", "train": "train", "sample": "sample", "evaluate": "evaluate"}
+
+
+def config_dir() -> str:
+    """``GBENCH_CONFIG_DIR`` or the ``conf/`` folder of the source checkout."""
+    env = os.environ.get("GBENCH_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    if not (path / "config.yaml").is_file():
+        sys.exit(f"gbench: no Hydra config at {path}; install the project from its source checkout "
+                 "(pip install -e .) or set GBENCH_CONFIG_DIR to its conf/ folder")
+    return str(path)
+
+
+def hydra_args(argv: list[str]) -> list[str]:
+    """Map a leading verb to ``stage=...`` in a single run folder (unless -m/--multirun is given)."""
+    if argv and argv[0] in VERBS:
+        verb, rest = argv[0], argv[1:]
+        extra = [f"stage={VERBS[verb]}"]
+        if not any(a in ("-m", "--multirun") for a in rest):
+            extra.append("hydra.mode=RUN")
+        return extra + rest
+    return argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        from generative_bench.cli.report import report_main
+
+        sys.exit(report_main(argv[1:]))
+    import hydra
+
+    from generative_bench.cli import task
+
+    prog = sys.argv[0]
+    sys.argv = [prog] + hydra_args(argv)
+    hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")(task.run_job)()
+    if task.FAILED_JOBS:
+        print(f"gbench: {len(task.FAILED_JOBS)} job(s) failed: " + ", ".join(task.FAILED_JOBS), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

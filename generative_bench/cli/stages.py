@@ -1,0 +1,218 @@
+"""The stages a job runs: train, NLL, sample, evaluate, and the pipeline that chains them.
+
+Each stage reads the composed config, writes into the run folder and updates the results record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from generative_bench.backends.base import Backend
+from generative_bench.data.codec import to_model_space
+from generative_bench.data.loading import BatchStream, load_split
+from generative_bench.errors import InputError
+from generative_bench.evaluation.harness import Evaluator, save_grid, save_samples_npz, settings_tag
+from generative_bench.records import RunRecord
+from generative_bench.training.checkpoint import load_checkpoint
+from generative_bench.training.trainer import Trainer
+
+log = logging.getLogger("gbench")
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_backend(cfg: DictConfig, device: torch.device) -> Backend:
+    """Seeded instantiation of ``model.backend``; checks it is a Backend for ``data.shape``."""
+    torch.manual_seed(int(cfg.seed))
+    backend = instantiate(cfg.model.backend)
+    if not isinstance(backend, Backend):
+        raise InputError(f"model.backend._target_ built a {type(backend).__name__}, not a generative_bench Backend")
+    if tuple(backend.data_shape) != tuple(cfg.data.shape):
+        raise InputError(f"model built for data shape {list(backend.data_shape)} but data.shape is {list(cfg.data.shape)}")
+    return backend.to(device)
+
+
+def describe_backend(cfg: DictConfig, backend: Backend) -> dict[str, Any]:
+    return {"name": str(cfg.model.name), **backend.describe()}
+
+
+def _check_shape(cfg: DictConfig, x: torch.Tensor) -> None:
+    if tuple(x.shape[1:]) != tuple(cfg.data.shape):
+        raise InputError(f"data {cfg.data.name!r} has examples of shape {list(x.shape[1:])} but data.shape is "
+                         f"{list(cfg.data.shape)}; set data.shape={list(x.shape[1:])}")
+
+
+# ---------------------------------------------------------------------------- train
+def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> Backend:
+    """Train ``model`` on ``data`` (train split); returns the EMA backend."""
+    current["stage"] = "train"
+    split = load_split(cfg.data, "train", num_workers=int(cfg.train.get("num_workers", 0)), progress=True)
+    _check_shape(cfg, split.x)
+    backend = build_backend(cfg, device)
+    record.update(backend=describe_backend(cfg, backend), data=split.info)
+    stream = BatchStream(split.x, int(cfg.train.batch_size), seed=int(cfg.seed), hflip=bool(cfg.data.hflip),
+                         device=device)
+    trainer = Trainer(backend, stream, cfg.train, run_dir, device)
+    summary = trainer.fit()
+    budget = {k: cfg.train.get(k) for k in ("max_steps", "max_images", "max_minutes")}
+    record.update(train={**summary.as_dict(), "budget": budget, "batch_size": int(cfg.train.batch_size)},
+                  wall_times={**record.data.get("wall_times", {}), "train_s": round(summary.wall_s, 3)})
+    return trainer.ema.shadow
+
+
+def load_trained(cfg: DictConfig, run_dir: Path, device: torch.device) -> Backend:
+    """The EMA weights of ``checkpoint`` (a run folder or .pt file), or of this run's folder."""
+    where = Path(cfg.checkpoint) if cfg.get("checkpoint") else run_dir
+    if where.is_dir() and (where / "checkpoints").is_dir():
+        where = where / "checkpoints"
+    state = load_checkpoint(where, map_location=device)
+    backend = build_backend(cfg, device)
+    try:
+        backend.load_state_dict(state["ema"]["shadow"])
+    except (KeyError, RuntimeError) as e:
+        raise InputError(f"checkpoint {str(where)!r} does not match model={cfg.model.name} ({str(e).splitlines()[0]}); "
+                         "pass the same model/data overrides the run was trained with") from e
+    return backend.eval()
+
+
+# ---------------------------------------------------------------------------- NLL
+def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.device, current: dict) -> None:
+    """Per-example NLL (bits/dim) on ``eval.nll.split``; '—' for families without likelihood."""
+    current["stage"] = "nll"
+    opts = cfg.eval.nll
+    if not opts.get("enabled", True):
+        return
+    if not backend.nll_defined:
+        record.update(nll={"defined": False, "reason": f"{backend.family}: implicit model, no likelihood"})
+        return
+    t0 = time.perf_counter()
+    split = load_split(cfg.data, str(opts.split), subset=opts.get("examples"), progress=True)
+    g = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    bpd, terms, bound = [], {}, None
+    bs = int(opts.batch_size)
+    model_opts = _plain(cfg.model.get("nll", {})) or {}
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(0, len(split.x), bs), desc="nll", unit="batch", disable=None, leave=False):
+        x = to_model_space(split.x[i:i + bs].to(device))
+        res = backend.nll(x, generator=g, **model_opts)
+        bpd.append(res.bpd.double().cpu())
+        bound = res.bound
+        for k, v in res.terms.items():
+            terms.setdefault(k, []).append(v.double().cpu())
+    bpd_all = torch.cat(bpd)
+    entry = {"defined": True, "bpd": float(bpd_all.mean()),
+             "bpd_sem": float(bpd_all.std() / math.sqrt(len(bpd_all))) if len(bpd_all) > 1 else None,
+             "bound": bound, "split": str(opts.split), "examples": int(len(bpd_all)),
+             "terms": {k: float(torch.cat(v).mean()) for k, v in terms.items()}, "options": model_opts,
+             "wall_s": round(time.perf_counter() - t0, 3)}
+    if hasattr(split.source, "nll_bits_per_dim"):  # toy mixtures: the exact NLL of the same points
+        entry["data_floor_bpd"] = float(split.source.nll_bits_per_dim(split.x).mean())
+    record.update(nll=entry, wall_times={**record.data.get("wall_times", {}), "nll_s": entry["wall_s"]})
+
+
+# ---------------------------------------------------------------------------- sample / evaluate
+def sampling_settings(cfg: DictConfig, sweep: bool) -> list[dict[str, Any]]:
+    base = _plain(cfg.model.get("sampling", {})) or {}
+    settings = [base]
+    if sweep:
+        for extra in _plain(cfg.model.get("sampling_sweep", [])) or []:
+            s = {**base, **extra}
+            if s not in settings:
+                settings.append(s)
+    return settings
+
+
+def _sampler(cfg: DictConfig, run_dir: Path, device: torch.device, backend: Backend | None):
+    if cfg.get("sampler") is not None:
+        return instantiate(cfg.sampler), False
+    return (backend if backend is not None else load_trained(cfg, run_dir, device)), True
+
+
+def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict,
+             backend: Backend | None = None) -> None:
+    """Score the trained backend (or ``sampler``) for each sampler setting; one record entry each."""
+    current["stage"] = "evaluate"
+    sampler, is_backend = _sampler(cfg, run_dir, device, backend)
+    if not is_backend:
+        record.update(backend={"name": sampler.name, **sampler.describe()},
+                      nll={"defined": False, "reason": "external samples: no model to score"})
+    elif "backend" not in record.data:
+        record.update(backend=describe_backend(cfg, sampler))
+    evaluator = Evaluator(cfg.data, cfg.eval, device=device, cache_dir=cfg.paths.cache_dir, seed=int(cfg.seed),
+                          progress=None)
+    t0 = time.perf_counter()
+    settings_list = sampling_settings(cfg, bool(cfg.eval.sweep_sampling)) if is_backend else [{}]
+    name = str(cfg.model.name) if is_backend else sampler.name
+    for i, settings in enumerate(settings_list):
+        n = cfg.eval.num_samples if i == 0 else (cfg.eval.get("sweep_num_samples") or cfg.eval.num_samples)
+        try:
+            entry = evaluator.evaluate(sampler, settings, int(n), out_dir=run_dir, name=name)
+        except TypeError as e:
+            raise InputError(f"bad sampling options {settings} for model={name}: {e}") from e
+        record.add_evaluation(entry)
+        log.info("%s %s: %s", name, settings_tag(entry["sampler"]["settings"]),
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in entry["metrics"].items()})
+    record.update(wall_times={**record.data.get("wall_times", {}), "evaluate_s": round(time.perf_counter() - t0, 3)})
+
+
+def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    """Draw ``eval.num_samples`` with the model's default sampling: samples/<tag>.npz + grid."""
+    current["stage"] = "sample"
+    backend = load_trained(cfg, run_dir, device)
+    record.update(backend=describe_backend(cfg, backend))
+    settings = backend.sampler_settings(**sampling_settings(cfg, False)[0])
+    g = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    t0 = time.perf_counter()
+    x = backend.sample(int(cfg.eval.num_samples), generator=g, batch_size=int(cfg.eval.batch_size), **settings)
+    dt = time.perf_counter() - t0
+    tag = settings_tag(settings)
+    save_samples_npz(x, run_dir / "samples" / f"{tag}.npz")
+    if x.dtype == torch.uint8:
+        save_grid(x[: int(cfg.eval.grid_size)], run_dir / "samples" / f"{tag}_grid.png")
+    record.update(samples={"file": f"samples/{tag}.npz", "settings": settings, "n": int(len(x)),
+                           "images_per_s": round(len(x) / dt, 3), "seed": int(cfg.seed)})
+
+
+def pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    """train -> NLL (held-out split) -> sample + evaluate (default and swept sampler settings)."""
+    backend = train(cfg, run_dir, record, device, current)
+    nll(cfg, backend, record, device, current)
+    evaluate(cfg, run_dir, record, device, current, backend=backend)
+
+
+def _train_only(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    train(cfg, run_dir, record, device, current)
+
+
+def _nll_only(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    backend = load_trained(cfg, run_dir, device)
+    record.update(backend=describe_backend(cfg, backend))
+    nll(cfg, backend, record, device, current)
+
+
+STAGES: dict[str, Callable[..., Any]] = {
+    "train": _train_only,
+    "nll": _nll_only,
+    "sample": sample,
+    "evaluate": evaluate,
+    "pipeline": pipeline,
+}
+
+
+def check_stage(name: str) -> None:
+    if name not in STAGES:
+        raise InputError(f"unknown stage={name!r}; choose one of {sorted(STAGES)}")
+
+
+__all__ = ["STAGES", "build_backend", "check_stage", "load_trained"]

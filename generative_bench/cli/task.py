@@ -1,0 +1,68 @@
+"""The Hydra task function: one job = one run folder with its resolved config and results record.
+
+A failing job writes its error into results.json (status "failed", the stage and the message)
+before anything else happens; in a sweep the other jobs go on and the failure is listed in the
+report, in a single run the exception propagates (exit code 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from generative_bench.cli import stages
+from generative_bench.io import atomic_write_text
+from generative_bench.records import RunRecord, environment_info
+
+log = logging.getLogger("gbench")
+
+#: run folders of jobs that failed in this process (main() exits 1 when non-empty)
+FAILED_JOBS: list[str] = []
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} asked for but CUDA is not available; use device=cpu or device=auto")
+    return dev
+
+
+def run_job(cfg: DictConfig) -> str:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    OmegaConf.resolve(cfg)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    device = resolve_device(str(cfg.device))
+    record = RunRecord.create(
+        run_dir, run_name=cfg.run_name, stage=cfg.stage, seed=int(cfg.seed),
+        overrides=list(hc.overrides.task), command="gbench " + " ".join(hc.overrides.task),
+        environment=environment_info(device), config=OmegaConf.to_container(cfg),
+    )
+    current = {"stage": str(cfg.stage)}
+    t0 = time.perf_counter()
+    try:
+        stages.check_stage(str(cfg.stage))
+        stages.STAGES[str(cfg.stage)](cfg, run_dir, record, device, current)
+        wall = dict(record.data.get("wall_times", {}))
+        wall["total_s"] = round(time.perf_counter() - t0, 3)
+        record.update(wall_times=wall)
+        record.complete()
+        log.info("run finished: %s", run_dir)
+    except BaseException as e:  # record every way a job can end, then decide whether to go on
+        record.fail(e, current["stage"])
+        if multirun and isinstance(e, Exception):
+            FAILED_JOBS.append(str(run_dir))
+            log.error("job failed in stage %s: %s: %s (recorded in %s)", current["stage"], type(e).__name__, e,
+                      record.path)
+            return str(run_dir)
+        raise
+    return str(run_dir)

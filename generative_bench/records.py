@@ -1,0 +1,142 @@
+"""The results record: one JSON per run folder, the only input of the leaderboard.
+
+Schema ``generative-bench/results-1`` (every number carries its protocol fingerprint)::
+
+    {
+      "schema": "generative-bench/results-1",
+      "status": "running" | "completed" | "failed" | "interrupted",
+      "error": null | {"type": str, "message": str, "stage": str},
+      "run_dir": str, "run_name": str, "stage": str, "seed": int,
+      "overrides": [str],                      # Hydra overrides of this job
+      "backend": {"name", "family", "class", "parameters", "data_shape", "nll_defined"},
+      "data": {"dataset", "variant", "split", "subset", "subset_seed", "examples", ...},
+      "train": {"steps", "images_seen", "wall_s", "stopped_by", "budget": {...}, "resumed_from_step"},
+      "nll": {"defined": bool, "bpd": float, "bpd_sem": float, "bound": str, "split": str,
+              "examples": int, "terms": {name: float}, "wall_s": float}  |  {"defined": false, "reason": str},
+      "evaluations": [{
+          "sampler": {"name": str, "settings": {...}},
+          "num_samples": int,
+          "metrics": {"fid": float, "sfid": ..., "is_mean", "is_std", "kid_mean", "kid_std",
+                      "precision", "recall", "density", "coverage", toy metrics ...},
+          "protocol": {"reference": {...}, "features": {...extractor description...},
+                       "metric_settings": {...}, "seed": int},
+          "comparable": bool,            # False when e.g. random-init Inception weights were used
+          "warnings": [str],
+          "timings": {"sample_s", "sample_images_per_s", "features_s", "metrics_s"},
+      }],
+      "environment": {"python", "torch", "torchvision", "numpy", "generative_bench", "git_commit",
+                      "git_dirty", "device", "cuda", "platform"},
+      "wall_times": {"train_s", "nll_s", "evaluate_s", "total_s"},
+      "created": iso8601, "updated": iso8601,
+      "config": {...resolved Hydra config...}
+    }
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from generative_bench.io import atomic_write_json, read_json
+
+SCHEMA = "generative-bench/results-1"
+RESULTS_FILE = "results.json"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(path: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository holding the package, or (None, None) outside git."""
+    here = Path(path or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip() != ""
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def environment_info(device: Any = None) -> dict[str, Any]:
+    import numpy
+    import torch
+    import torchvision
+
+    import generative_bench
+
+    commit, dirty = git_commit()
+    dev = str(device) if device is not None else "cpu"
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev_name = torch.cuda.get_device_name(torch.device(dev))
+    else:
+        dev_name = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "generative_bench": generative_bench.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device": dev,
+        "device_name": dev_name,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+    }
+
+
+class RunRecord:
+    """The results.json of one run folder; every change is written atomically at once."""
+
+    def __init__(self, run_dir: str | os.PathLike, data: dict[str, Any]):
+        self.run_dir = Path(run_dir)
+        self.data = data
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / RESULTS_FILE
+
+    @classmethod
+    def create(cls, run_dir: str | os.PathLike, **fields: Any) -> "RunRecord":
+        """Open the run's record, keeping what an earlier (interrupted) attempt wrote."""
+        run_dir = Path(run_dir)
+        path = run_dir / RESULTS_FILE
+        data = read_json(path) if path.is_file() else {"schema": SCHEMA, "created": _now(), "evaluations": []}
+        data.update(fields)
+        data.update(status="running", error=None, run_dir=str(run_dir))
+        rec = cls(run_dir, data)
+        rec.save()
+        return rec
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "RunRecord":
+        return cls(Path(run_dir), read_json(Path(run_dir) / RESULTS_FILE))
+
+    def save(self) -> None:
+        self.data["updated"] = _now()
+        atomic_write_json(self.path, self.data)
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()
+
+    def add_evaluation(self, entry: dict[str, Any]) -> None:
+        """Add (or replace, for the same sampler settings) one evaluation entry."""
+        evals = [e for e in self.data.get("evaluations", []) if e.get("sampler") != entry.get("sampler")]
+        evals.append(entry)
+        self.data["evaluations"] = evals
+        self.save()
+
+    def fail(self, exc: BaseException, stage: str) -> None:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        self.update(status=status, error={"type": type(exc).__name__, "message": str(exc), "stage": stage})
+
+    def complete(self) -> None:
+        self.update(status="completed")
