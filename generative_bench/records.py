@@ -8,6 +8,8 @@ Schema ``generative-bench/results-1`` (every number carries its protocol fingerp
       "error": null | {"type": str, "message": str, "stage": str},
       "run_dir": str, "run_name": str, "stage": str, "seed": int,
       "overrides": [str],                      # Hydra overrides of this job
+      "command": str,                          # "gbench <overrides>"
+      "protocol": {"name": str, "description": str},   # what the configuration measures
       "backend": {"name", "family", "class", "parameters", "data_shape", "nll_defined"},
       "data": {"dataset", "variant", "split", "subset", "subset_seed", "examples", ...},
       "train": {"steps", "images_seen", "wall_s", "stopped_by", "budget": {...}, "resumed_from_step"},

@@ -70,14 +70,27 @@ class StepContext(abc.ABC):
         """Context manager for mixed precision forward passes (a no-op on CPU / when disabled)."""
 
 
-class Backend(nn.Module, abc.ABC):
-    """Base class of every generator backend (see module docstring for the contract)."""
+class Trainable(nn.Module, abc.ABC):
+    """What the generic trainer needs: optimizer groups and a training step (backends, classifiers)."""
 
     family: ClassVar[str] = "generic"
-    #: False for families with no likelihood: ``nll`` raises NLLNotDefined, tables show "—".
-    nll_defined: ClassVar[bool] = True
     #: parameter-name prefixes that the trainer's EMA does not average (e.g. the discriminator).
     ema_exclude: ClassVar[tuple[str, ...]] = ()
+
+    def optimizer_groups(self) -> dict[str, OptimGroup]:
+        """Name -> parameters (+ overrides) for each optimizer; one ``"model"`` by default."""
+        return {"model": OptimGroup(list(self.parameters()))}
+
+    @abc.abstractmethod
+    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        """One optimisation step; returns scalars to log (losses, diagnostics)."""
+
+
+class Backend(Trainable):
+    """Base class of every generator backend (see module docstring for the contract)."""
+
+    #: False for families with no likelihood: ``nll`` raises NLLNotDefined, tables show "—".
+    nll_defined: ClassVar[bool] = True
 
     def __init__(self, data_shape: Sequence[int]):
         super().__init__()
@@ -101,13 +114,9 @@ class Backend(nn.Module, abc.ABC):
         return math.prod(self.data_shape)
 
     # ----------------------------------------------------------------- training
-    def optimizer_groups(self) -> dict[str, OptimGroup]:
-        """Name -> parameters (+ overrides) for each optimizer; one ``"model"`` by default."""
-        return {"model": OptimGroup(list(self.parameters()))}
-
     @abc.abstractmethod
     def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, float]:
-        """One optimisation step; returns scalars to log (losses, diagnostics)."""
+        """One optimisation step on model-space ``x``; returns scalars to log."""
 
     # ----------------------------------------------------------------- sampling
     def default_sampling(self) -> dict[str, Any]:

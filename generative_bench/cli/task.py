@@ -45,7 +45,8 @@ def run_job(cfg: DictConfig) -> str:
     record = RunRecord.create(
         run_dir, run_name=cfg.run_name, stage=cfg.stage, seed=int(cfg.seed),
         overrides=list(hc.overrides.task), command="gbench " + " ".join(hc.overrides.task),
-        environment=environment_info(device), config=OmegaConf.to_container(cfg),
+        protocol=OmegaConf.to_container(cfg.protocol), environment=environment_info(device),
+        config=OmegaConf.to_container(cfg),
     )
     current = {"stage": str(cfg.stage)}
     t0 = time.perf_counter()

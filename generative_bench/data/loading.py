@@ -88,7 +88,7 @@ class BatchStream:
     """
 
     def __init__(self, x: torch.Tensor, batch_size: int, seed: int = 0, hflip: bool = False,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", labels: torch.Tensor | np.ndarray | None = None):
         if batch_size > len(x):
             raise InputError(f"batch size {batch_size} is larger than the training set ({len(x)}); lower train.batch_size")
         self.x = x
@@ -96,6 +96,8 @@ class BatchStream:
         self.seed = int(seed)
         self.hflip = bool(hflip) and x.dtype == torch.uint8 and x.ndim == 4
         self.device = torch.device(device)
+        #: when given, batches are (x, labels) pairs (for classifiers trained by the same trainer)
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.epoch = 0
         self.position = 0
         self._plan(self.epoch)
@@ -111,6 +113,9 @@ class BatchStream:
 
     def next_raw(self) -> torch.Tensor:
         """Next batch at the boundary type (uint8 images / float points), on ``device``."""
+        return self._next()[0]
+
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.position + self.batch_size > len(self.x):  # drop the ragged tail
             self.epoch += 1
             self.position = 0
@@ -121,12 +126,15 @@ class BatchStream:
             flip = self._flips[self.position:self.position + self.batch_size]
             batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         self.position += self.batch_size
-        return batch.to(self.device, non_blocking=True)
+        y = None if self.labels is None else self.labels[idx].to(self.device, non_blocking=True)
+        return batch.to(self.device, non_blocking=True), y
 
-    def __next__(self) -> torch.Tensor:
+    def __next__(self):
+        """Model-space batch, or ``(batch, labels)`` when the stream was given labels."""
         from generative_bench.data.codec import to_model_space
 
-        return to_model_space(self.next_raw())
+        x, y = self._next()
+        return to_model_space(x) if y is None else (to_model_space(x), y)
 
     def __iter__(self):
         return self

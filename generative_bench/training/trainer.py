@@ -25,7 +25,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from generative_bench.backends.base import Backend
+from generative_bench.backends.base import Trainable
 from generative_bench.data.loading import BatchStream
 from generative_bench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from generative_bench.training.ema import EMA
@@ -72,7 +72,7 @@ def lr_factor(step: int, warmup_steps: int, decay: str, max_steps: int | None) -
 
 
 class Trainer:
-    def __init__(self, backend: Backend, stream: BatchStream, cfg: DictConfig | dict, run_dir: str | Path,
+    def __init__(self, backend: Trainable, stream: BatchStream, cfg: DictConfig | dict, run_dir: str | Path,
                  device: torch.device | str = "cpu"):
         self.cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
         if not any(self.cfg.get(k) for k in ("max_steps", "max_images", "max_minutes")):
@@ -274,11 +274,12 @@ class Trainer:
 
     _batch_images = 0
 
-    def _counted_batch(self) -> torch.Tensor:
-        x = next(self.stream)
-        self.images_seen += len(x)
-        self._batch_images += len(x)
-        return x
+    def _counted_batch(self):
+        batch = next(self.stream)
+        n = len(batch[0]) if isinstance(batch, tuple) else len(batch)
+        self.images_seen += n
+        self._batch_images += n
+        return batch
 
     def _tensorboard(self):
         if not self.cfg.get("tensorboard", False):

@@ -1,0 +1,81 @@
+"""Real `gbench` processes: SIGTERM checkpoints and resumes, SIGKILL leaves checkpoint + record intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generative_bench.training.checkpoint import load_checkpoint
+
+GBENCH = [sys.executable, "-m", "generative_bench"]
+
+
+def start_training(run_dir: Path, *extra: str) -> subprocess.Popen:
+    cmd = GBENCH + ["train", "model=gaussian", "train.max_steps=100000000", "train.log_every=100",
+                    f"hydra.run.dir={run_dir}", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early:\n{proc.stdout.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.2)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = start_training(run, "train.checkpoint_every=100000000")
+    wait_for(run / "train_log.csv", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    rec = json.loads((run / "results.json").read_text())
+    assert rec["status"] == "interrupted" and rec["error"]["stage"] == "train", out
+    step = load_checkpoint(run / "checkpoints")["step"]
+    assert step > 0
+    done = subprocess.run(GBENCH + ["train", "model=gaussian", f"train.max_steps={step + 25}", f"hydra.run.dir={run}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rec = json.loads((run / "results.json").read_text())
+    assert rec["status"] == "completed"
+    assert rec["train"]["resumed_from_step"] == step and rec["train"]["steps"] == step + 25
+
+
+def test_sigkill_leaves_the_last_checkpoint_and_the_record_readable(tmp_path):
+    run = tmp_path / "run"
+    proc = start_training(run, "train.checkpoint_every=200")
+    wait_for(run / "checkpoints" / "last.pt", proc)
+    time.sleep(1.0)  # keep writing checkpoints for a while, then kill without warning
+    proc.kill()
+    proc.communicate(timeout=30)
+    ckpt = load_checkpoint(run / "checkpoints")
+    assert ckpt["step"] >= 200 and ckpt["step"] % 200 == 0
+    rec = json.loads((run / "results.json").read_text())
+    assert rec["status"] == "running" and rec["backend"]["name"] == "gaussian"
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("override, message", [
+    (["model=gaussian", "trian.max_steps=3"], "trian"),
+    (["model=gaussian", "data.subset=100000"], "larger than the split"),
+    (["model=gaussian", "stage=fly"], "unknown stage='fly'"),
+])
+def test_bad_input_fails_with_a_clear_message(tmp_path, override, message):
+    r = subprocess.run(GBENCH + ["train", f"hydra.run.dir={tmp_path / 'r'}", *override], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
