@@ -110,7 +110,7 @@ class RunRecord:
         """Open the run's record, keeping what an earlier (interrupted) attempt wrote."""
         run_dir = Path(run_dir)
         path = run_dir / RESULTS_FILE
-        data = read_json(path) if path.is_file() else {"schema": SCHEMA, "created": _now(), "evaluations": []}
+        data = read_json(path) if path.is_file() and path.stat().st_size else {"schema": SCHEMA, "created": _now(), "evaluations": []}
         data.update(fields)
         data.update(status="running", error=None, run_dir=str(run_dir))
         rec = cls(run_dir, data)
@@ -122,8 +122,12 @@ class RunRecord:
         return cls(Path(run_dir), read_json(Path(run_dir) / RESULTS_FILE))
 
     def save(self) -> None:
+        """Atomic write; under torch.distributed only rank 0 writes (one record per job)."""
+        from generative_bench.distributed import info
+
         self.data["updated"] = _now()
-        atomic_write_json(self.path, self.data)
+        if info().is_main:
+            atomic_write_json(self.path, self.data)
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)

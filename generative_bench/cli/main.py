@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-VERBS = {"run": "pipeline", "train": "train", "sample": "sample", "evaluate": "evaluate"}
+VERBS = {"run": "pipeline", "train": "train", "sample": "sample", "evaluate": "evaluate",
+         "train-extractor": "train_extractor"}
 
 
 def config_dir() -> str:
@@ -37,6 +38,24 @@ def hydra_args(argv: list[str]) -> list[str]:
     return argv
 
 
+def torchrun_args(args: list[str]) -> list[str]:
+    """Under torchrun every rank must use the same single run folder (one folder per job)."""
+    from generative_bench.distributed import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        return args
+    if any(a in ("-m", "--multirun") for a in args):
+        sys.exit("gbench: sweeps cannot run inside torchrun; launch one torchrun per job (e.g. with a cluster launcher)")
+    extra = [] if "hydra.mode=RUN" in args else ["hydra.mode=RUN"]
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        run_id = os.environ.get("GBENCH_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id == "none":
+            sys.exit("gbench: under torchrun pass hydra.run.dir=DIR (or use --standalone / --rdzv-id, or set "
+                     "GBENCH_RUN_ID) so that all ranks share one run folder")
+        extra.append(f"hydra.run.dir=${{paths.runs_dir}}/ddp-{run_id}_${{run_name}}")
+    return args + extra
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
@@ -48,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     from generative_bench.cli import task
 
     prog = sys.argv[0]
-    sys.argv = [prog] + hydra_args(argv)
+    sys.argv = [prog] + torchrun_args(hydra_args(argv))
     hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")(task.run_job)()
     if task.FAILED_JOBS:
         print(f"gbench: {len(task.FAILED_JOBS)} job(s) failed: " + ", ".join(task.FAILED_JOBS), file=sys.stderr)

@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from generative_bench import distributed
 from generative_bench.backends.base import Backend
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
@@ -59,6 +60,9 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     split = load_split(cfg.data, "train", num_workers=int(cfg.train.get("num_workers", 0)), progress=True)
     _check_shape(cfg, split.x)
     backend = build_backend(cfg, device)
+    dist_info = distributed.info()
+    if dist_info.enabled:  # identical initial weights on every rank, different noise per rank
+        torch.manual_seed(int(cfg.seed) * 7919 + dist_info.rank + 1)
     record.update(backend=describe_backend(cfg, backend), data=split.info)
     stream = BatchStream(split.x, int(cfg.train.batch_size), seed=int(cfg.seed), hflip=bool(cfg.data.hflip),
                          device=device)
@@ -201,12 +205,19 @@ def _nll_only(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.d
     nll(cfg, backend, record, device, current)
 
 
+def _train_extractor(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    from generative_bench.evaluation.domain.stage import train_extractor
+
+    train_extractor(cfg, run_dir, record, device, current)
+
+
 STAGES: dict[str, Callable[..., Any]] = {
     "train": _train_only,
     "nll": _nll_only,
     "sample": sample,
     "evaluate": evaluate,
     "pipeline": pipeline,
+    "train_extractor": _train_extractor,
 }
 
 

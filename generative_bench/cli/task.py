@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from generative_bench import distributed
 from generative_bench.cli import stages
 from generative_bench.io import atomic_write_text
 from generative_bench.records import RunRecord, environment_info
@@ -40,13 +41,17 @@ def run_job(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     OmegaConf.resolve(cfg)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     device = resolve_device(str(cfg.device))
+    dist_info = distributed.init_from_env(device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    if dist_info.is_main:
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     record = RunRecord.create(
         run_dir, run_name=cfg.run_name, stage=cfg.stage, seed=int(cfg.seed),
         overrides=list(hc.overrides.task), command="gbench " + " ".join(hc.overrides.task),
         protocol=OmegaConf.to_container(cfg.protocol), environment=environment_info(device),
-        config=OmegaConf.to_container(cfg),
+        config=OmegaConf.to_container(cfg), distributed={"world_size": dist_info.world_size},
     )
     current = {"stage": str(cfg.stage)}
     t0 = time.perf_counter()

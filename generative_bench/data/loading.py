@@ -85,6 +85,8 @@ class BatchStream:
 
     Order and flips of epoch e are a function of (seed, e) only, so ``state_dict`` = (epoch,
     position) resumes the exact data order. Batches come out in model space on ``device``.
+    ``batch_size`` is global: under torch.distributed each rank keeps every W-th example of
+    the global batch (so the order does not depend on the number of ranks).
     """
 
     def __init__(self, x: torch.Tensor, batch_size: int, seed: int = 0, hflip: bool = False,
@@ -96,6 +98,13 @@ class BatchStream:
         self.seed = int(seed)
         self.hflip = bool(hflip) and x.dtype == torch.uint8 and x.ndim == 4
         self.device = torch.device(device)
+        from generative_bench.distributed import info
+
+        dist_info = info()
+        if self.batch_size % dist_info.world_size:
+            raise InputError(f"train.batch_size={batch_size} (global) must be divisible by the number of "
+                             f"processes ({dist_info.world_size})")
+        self.rank, self.world_size = dist_info.rank, dist_info.world_size
         #: when given, batches are (x, labels) pairs (for classifiers trained by the same trainer)
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.epoch = 0
@@ -120,10 +129,11 @@ class BatchStream:
             self.epoch += 1
             self.position = 0
             self._plan(self.epoch)
-        idx = self._order[self.position:self.position + self.batch_size]
+        window = slice(self.position + self.rank, self.position + self.batch_size, self.world_size)
+        idx = self._order[window]
         batch = self.x[idx]
         if self._flips is not None:
-            flip = self._flips[self.position:self.position + self.batch_size]
+            flip = self._flips[window]
             batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         self.position += self.batch_size
         y = None if self.labels is None else self.labels[idx].to(self.device, non_blocking=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from generative_bench import distributed
+from generative_bench.data.codec import check_uint8_images
 from generative_bench.data.loading import load_split
 from generative_bench.errors import InputError, WeightsUnavailableError
 from generative_bench.evaluation.suite import IMAGE_METRICS, toy_suite
@@ -37,6 +40,31 @@ def settings_tag(settings: dict[str, Any]) -> str:
     parts = [f"{k}-{v}" for k, v in sorted(settings.items())]
     tag = "_".join(parts)
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in tag)
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """Seed of global sample batch ``batch_index`` (independent of how batches are sharded)."""
+    return (int(seed) * 1_000_003 + int(batch_index)) % (2**63 - 1)
+
+
+@contextmanager
+def strict_fp32():
+    """Features stay float32: TF32 matmuls/convolutions are switched off while extracting."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def concat_features(parts: list) -> dict[str, np.ndarray]:
+    """Concatenate per-batch feature containers key by key (keys present in every part)."""
+    keys = [k for k in parts[0].keys() if all(k in p.keys() for p in parts)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
 
 
 def build_extractor(features_cfg: DictConfig, device: torch.device):
@@ -115,43 +143,64 @@ class Evaluator:
         def compute():
             x = split.x
             bs = int(self.cfg.features.get("batch_size", 100))
-            return ext.extract((x[i:i + bs] for i in range(0, len(x), bs)), total=len(x), progress=self.progress)
+            nb = -(-len(x) // bs)
+            local = {b: self._features([x[b * bs:(b + 1) * bs]]) for b in distributed.my_batches(nb)}
+            return concat_features(distributed.gather_batches(local, nb))
 
         feats = ReferenceCache(root).get_or_compute(key, compute)
         self._reference = ({**desc, "cache_key": ReferenceCache.key_hash(key)}, feats)
         return self._reference
 
     # ------------------------------------------------------------------ evaluation
+    def _draw(self, sampler, b: int, m: int, bs: int, settings: dict[str, Any]) -> torch.Tensor:
+        """Global batch ``b`` (m items) of ``sampler``: seeded by (seed, b), so sharding-invariant."""
+        if hasattr(sampler, "load_range"):  # fixed sample sets (npz, folders)
+            return sampler.load_range(b * bs, b * bs + m)
+        device = getattr(sampler, "device", torch.device("cpu"))
+        g = torch.Generator(device=device).manual_seed(batch_seed(self.seed, b))
+        if hasattr(sampler, "sample_batches"):
+            return next(iter(sampler.sample_batches(m, generator=g, batch_size=m, **settings)))
+        x = sampler.sample(m, generator=g)  # any object with sample(n, generator)
+        return check_uint8_images(x, name=f"samples of {type(sampler).__name__}") if self.is_image else x
+
     def evaluate(self, sampler, settings: dict[str, Any] | None = None, num_samples: int | None = None,
                  out_dir: str | Path | None = None, name: str | None = None) -> dict[str, Any]:
-        """Draw ``num_samples`` from ``sampler`` with ``settings``, compute every configured metric."""
-        settings = sampler.sampler_settings(**(settings or {}))
+        """Draw ``num_samples`` from ``sampler`` with ``settings``, compute every configured metric.
+
+        Samples come in global batches of ``eval.batch_size`` seeded by their index; under
+        torch.distributed rank r makes batches r, r+W, ... and the results are gathered in index
+        order, so the metrics equal a single process's for the same seed.
+        """
+        settings = sampler.sampler_settings(**(settings or {})) if hasattr(sampler, "sampler_settings") else {}
+        if hasattr(sampler, "check_count"):
+            sampler.check_count(int(num_samples or self.cfg.num_samples))
         n = int(num_samples or self.cfg.num_samples)
+        bs = int(self.cfg.batch_size)
+        num_batches = -(-n // bs)
         ref_desc, ref = self.reference()
-        g = torch.Generator(device=getattr(sampler, "device", torch.device("cpu"))).manual_seed(self.seed)
-        batches = sampler.sample_batches(n, generator=g, batch_size=int(self.cfg.batch_size), **settings)
-        kept: list[torch.Tensor] = []
-        t_sample = 0.0
+        from tqdm.auto import tqdm
 
-        def timed_batches():
-            nonlocal t_sample
-            it = iter(batches)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    b = next(it)
-                except StopIteration:
-                    return
-                t_sample += time.perf_counter() - t0
-                kept.append(b)
-                yield b
-
-        t0 = time.perf_counter()
-        warns: list[str] = []
-        if self.is_image:
-            feats = self.extractor.extract(timed_batches(), total=n, progress=self.progress)
-            features_s = time.perf_counter() - t0 - t_sample
+        local: dict[int, tuple] = {}
+        t_sample = features_s = 0.0
+        mine = distributed.my_batches(num_batches)
+        for b in tqdm(mine, desc=f"sample+features {name or ''}".strip(), unit="batch", leave=False,
+                      disable=None if distributed.info().is_main and self.progress is not False else True):
+            m = min(bs, n - b * bs)
+            t0 = time.perf_counter()
+            x = self._draw(sampler, b, m, bs, settings)
             t1 = time.perf_counter()
+            feats = self._features([x]) if self.is_image else None
+            features_s += time.perf_counter() - t1
+            t_sample += t1 - t0
+            local[b] = (x.cpu(), feats)
+        parts = distributed.gather_batches(local, num_batches)
+        samples = torch.cat([p[0] for p in parts])
+        times = distributed.gather_objects((t_sample, features_s))
+        t_sample, features_s = max(t for t, _ in times), max(f for _, f in times)
+        warns: list[str] = []
+        t1 = time.perf_counter()
+        if self.is_image:
+            feats = concat_features([p[1] for p in parts])
             metrics, metric_settings = self._image_metrics(feats, ref)
             extractor_desc = self.extractor.describe()
             comparable = bool(extractor_desc.get("comparable", False))
@@ -159,30 +208,29 @@ class Evaluator:
                 warns.append(f"features from {extractor_desc.get('name')} "
                              f"({extractor_desc.get('warning') or 'not the standard pretrained weights'}): {NOT_COMPARABLE}")
         else:
-            for _ in timed_batches():
-                pass
-            features_s = 0.0
-            t1 = time.perf_counter()
-            samples = torch.cat(kept)
             metrics, metric_settings = toy_suite(samples, ref["points"], ref["mixture"], self.cfg)
             extractor_desc = {"name": "data-space (2-D)", "comparable": True}
             comparable = True
         metrics_s = time.perf_counter() - t1
-        samples = torch.cat(kept)
         entry = {
             "sampler": {"name": name or getattr(sampler, "name", type(sampler).__name__), "settings": settings},
             "num_samples": n,
             "metrics": metrics,
             "protocol": {"reference": ref_desc, "features": extractor_desc, "metric_settings": metric_settings,
-                         "seed": self.seed, "num_samples": n},
+                         "seed": self.seed, "num_samples": n, "batch_size": bs,
+                         "processes": distributed.info().world_size},
             "comparable": comparable,
             "warnings": warns,
             "timings": {"sample_s": round(t_sample, 4), "sample_images_per_s": round(n / max(t_sample, 1e-9), 3),
                         "features_s": round(features_s, 4), "metrics_s": round(metrics_s, 4)},
         }
-        if out_dir is not None:
+        if out_dir is not None and distributed.info().is_main:
             entry.update(self._write_samples(samples, Path(out_dir), settings_tag(settings)))
         return entry
+
+    def _features(self, batches):
+        with strict_fp32():
+            return self.extractor.extract(batches)
 
     def _image_metrics(self, feats, ref) -> tuple[dict[str, float], dict[str, Any]]:
         metrics: dict[str, float] = {}

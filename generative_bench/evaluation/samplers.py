@@ -40,7 +40,11 @@ class ExternalSampler:
     def _load(self, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def _check_count(self, n: int) -> None:
+    def load_range(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``start:stop`` in file order, validated as uint8 NCHW."""
+        return check_uint8_images(self._load(start, stop), name=self.name)
+
+    def check_count(self, n: int) -> None:
         if n > len(self):
             raise InputError(
                 f"{self.name}: holds {len(self)} samples but {n} were asked for; lower eval.num_samples "
@@ -58,9 +62,9 @@ class ExternalSampler:
     def sample_batches(self, n: int, generator: torch.Generator | None = None, batch_size: int = 256,
                        **sampling: Any) -> Iterator[torch.Tensor]:
         self.sampler_settings(**sampling)
-        self._check_count(n)
+        self.check_count(n)
         for start in range(0, n, batch_size):
-            yield check_uint8_images(self._load(start, min(n, start + batch_size)), name=self.name)
+            yield self.load_range(start, min(n, start + batch_size))
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 256, **sampling: Any):
         return torch.cat(list(self.sample_batches(n, generator, batch_size, **sampling)))

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from generative_bench.backends.base import StepContext
+from generative_bench.distributed import average_gradients
 from generative_bench.errors import NonFiniteLossError
 
 
@@ -48,6 +49,7 @@ class TrainerStepContext(StepContext):
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        average_gradients(params)  # data-parallel: mean over ranks (no-op in one process)
         if self.grad_clip is not None or not self.scaler.is_enabled():
             self.scaler.unscale_(opt)
             max_norm = self.grad_clip if self.grad_clip is not None else math.inf

@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench.backends.base import Trainable
+from generative_bench import distributed
 from generative_bench.data.loading import BatchStream
 from generative_bench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from generative_bench.training.ema import EMA
@@ -78,12 +79,18 @@ class Trainer:
         if not any(self.cfg.get(k) for k in ("max_steps", "max_images", "max_minutes")):
             raise ValueError("set a training budget: train.max_steps, train.max_images or train.max_minutes")
         self.device = torch.device(device)
+        self.dist = distributed.info()
         self.backend = backend.to(self.device)
         self.stream = stream
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.log_path = self.run_dir / "train_log.csv"
         self.amp_dtype = resolve_amp(self.cfg.get("amp", "auto"), self.device)
+        if self.cfg.get("channels_last", False) and self.device.type == "cuda":
+            self.backend.to(memory_format=torch.channels_last)
+        if self.cfg.get("compile", False):
+            for child in self.backend.children():  # compile the networks; the step logic stays eager
+                child.compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizers = self._build_optimizers()
         self.ema = EMA(self.backend, decay=float(self.cfg.ema_decay), warmup=bool(self.cfg.get("ema_warmup", True)),
@@ -117,6 +124,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
+        """Everything exact resume needs; ``rng`` holds one entry per rank (a collective call)."""
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -130,7 +138,8 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
             "stream": self.stream.state_dict(),
-            "rng": rng,
+            "rng": distributed.gather_objects(rng),
+            "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -144,15 +153,26 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.stream.load_state_dict(state["stream"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        rngs = state["rng"]
+        if len(rngs) != self.dist.world_size:
+            log.warning("checkpoint was written by %d process(es), resuming with %d: training continues but "
+                        "is not bit-identical to an uninterrupted run", len(rngs), self.dist.world_size)
+        rng = rngs[self.dist.rank % len(rngs)]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         self.wall_s = float(state["wall_s"])
 
     def save(self, keep: bool = False) -> Path:
-        return save_checkpoint(self.state_dict(), self.ckpt_dir, keep_step=self.step if keep else None)
+        """Checkpoint (collective: every rank contributes its RNG state; rank 0 writes)."""
+        state = self.state_dict()
+        path = self.ckpt_dir / "last.pt"
+        if self.dist.is_main:
+            path = save_checkpoint(state, self.ckpt_dir, keep_step=self.step if keep else None)
+        distributed.barrier()
+        return path
 
     def maybe_resume(self) -> bool:
         path = find_checkpoint(self.ckpt_dir)
@@ -220,6 +240,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.maybe_resume()
         self._open_log()
+        main = self.dist.is_main
         tb = self._tensorboard()
         ctx = TrainerStepContext(self.optimizers, self.scaler, self.cfg.get("grad_clip"), self.amp_dtype,
                                  self.device.type, next_batch=self._counted_batch)
@@ -228,7 +249,8 @@ class Trainer:
         keep_every = self.cfg.get("keep_every")
         total = int(self.cfg.max_steps) if self.cfg.get("max_steps") else None
         bar = tqdm(total=total, initial=self.step, desc=f"train {self.backend.family}", unit="step",
-                   disable=(not progress) if progress is not None else None, dynamic_ncols=True)
+                   disable=(not progress or not main) if progress is not None else (None if main else True),
+                   dynamic_ncols=True)
         self.backend.train()
         stopped_by = self._budget_done()
         last: dict[str, float] = {}
@@ -246,7 +268,7 @@ class Trainer:
                 self.wall_s += time.perf_counter() - t0
                 window_imgs += self._batch_images
                 self._batch_images = 0
-                if self.step % log_every == 0 or self.step == 1:
+                if main and (self.step % log_every == 0 or self.step == 1):
                     elapsed = max(time.perf_counter() - window_t, 1e-9)
                     row = {"step": self.step, "images_seen": self.images_seen, "wall_s": round(self.wall_s, 3),
                            "lr": lr, "images_per_s": round(window_imgs / elapsed, 2), **last,
@@ -262,6 +284,7 @@ class Trainer:
                 stopped_by = self._budget_done()
                 if self._stop_signal is not None:
                     stopped_by = "signal"
+                stopped_by = self._agree(stopped_by)
                 if stopped_by or self.step % ckpt_every == 0:
                     self.save(keep=bool(keep_every) and self.step % int(keep_every) == 0)
         bar.close()
@@ -273,16 +296,25 @@ class Trainer:
         return TrainSummary(self.step, self.images_seen, self.wall_s, stopped_by, self.resumed_from_step, last)
 
     _batch_images = 0
+    _STOP_REASONS = (None, "max_steps", "max_images", "max_minutes", "signal")
+
+    def _agree(self, stopped_by: str | None) -> str | None:
+        """Under torch.distributed every rank stops at the same step (the most urgent reason wins)."""
+        if not self.dist.enabled:
+            return stopped_by
+        code = torch.tensor([self._STOP_REASONS.index(stopped_by)], device=self.device)
+        torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
+        return self._STOP_REASONS[int(code)]
 
     def _counted_batch(self):
         batch = next(self.stream)
-        n = len(batch[0]) if isinstance(batch, tuple) else len(batch)
+        n = (len(batch[0]) if isinstance(batch, tuple) else len(batch)) * self.dist.world_size
         self.images_seen += n
         self._batch_images += n
         return batch
 
     def _tensorboard(self):
-        if not self.cfg.get("tensorboard", False):
+        if not self.cfg.get("tensorboard", False) or not self.dist.is_main:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -1,0 +1,73 @@
+"""Leaderboards, figures and the HTML report, built from run folders' ``results.json`` alone.
+
+>>> paths = build_report(["runs/sweep_2026-11-23_10-00-00"], "reports/sweep")  # doctest: +SKIP
+
+writes ``leaderboard.md``, ``leaderboard.csv`` (+ ``failed_runs.csv``), ``leaderboard.tex``,
+``index.html`` and ``plots/*.png`` under the output folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from generative_bench.errors import InputError
+from generative_bench.reporting.collect import Collection, collect_runs
+from generative_bench.reporting.leaderboard import Leaderboard, build_leaderboard
+
+FORMATS = ("md", "csv", "html", "tex")
+
+
+def _summary(collection: Collection, board: Leaderboard) -> str:
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    inputs = ", ".join(str(p) for p in collection.inputs)
+    n_bad = len(collection.problems)
+    return (f"Built {when} from {len(collection.records)} completed run(s) in {len(board.tables)} protocol table(s)"
+            f"{f'; {n_bad} failed or unfinished run(s) listed separately' if n_bad else ''}. Inputs: {inputs}.")
+
+
+def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike,
+                 formats: Sequence[str] = FORMATS, title: str | None = None, plots: bool = True,
+                 embed_images: bool = False) -> dict[str, Path]:
+    """Collect the runs below ``inputs`` and write the report files under ``out_dir``.
+
+    Returns ``{"md"|"csv"|"failed_csv"|"tex"|"html": path, "plots": [png paths]}`` for what was
+    written. Figures are skipped with ``plots=False``; ``embed_images`` puts them inside
+    ``index.html`` as base64 instead of linking the PNGs beside it.
+    """
+    formats = tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise InputError(f"unknown report format(s) {unknown}; choose from {list(FORMATS)}")
+    collection = collect_runs(inputs)
+    board = build_leaderboard(collection)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = title or "generative-bench leaderboard"
+    summary = _summary(collection, board)
+
+    made, errors, pngs = {}, [], []
+    if plots:
+        from generative_bench.reporting.plots import make_plots
+
+        runs = [(r.run_dir, f"{r.run_dir.name} — {r.backend_name}, seed {r.seed}") for r in collection.records]
+        runs += [(p.run_dir, f"{p.run_dir.name} — {p.backend or '?'}, seed {p.seed} ({p.status})")
+                 for p in collection.problems]
+        made, errors = make_plots(board, runs, out / "plots")
+        pngs = sorted(out.joinpath("plots").glob("*.png"))
+
+    from generative_bench.reporting.render import write_text_outputs
+
+    figures = [(p.stem, os.path.relpath(p, out)) for p in pngs]
+    written = write_text_outputs(board, out, formats, title, summary, figures)
+    if "html" in formats:
+        from generative_bench.reporting.html import build_html
+
+        written["html"] = build_html(board, collection, out, title, summary, made, errors, embed_images)
+    written["plots"] = pngs
+    return written
+
+
+__all__ = ["FORMATS", "build_leaderboard", "build_report", "collect_runs"]

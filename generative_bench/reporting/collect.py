@@ -1,0 +1,340 @@
+"""Find run records below report inputs and read them into flat measurements.
+
+Inputs may be run folders, Hydra multirun sweep folders or any parent folder: every
+``results.json`` below them is read (schema in :mod:`generative_bench.records`). Nothing is
+dropped silently: records that are not ``completed`` (failed / interrupted / running), records
+that cannot be read, and Hydra job folders (a ``.hydra/`` subfolder) without any record are kept
+as :class:`RunProblem` entries and listed in their own table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from generative_bench.errors import InputError
+from generative_bench.records import RESULTS_FILE, SCHEMA
+
+#: override keys that name where or how a job ran, not what it computed (ignored when rows
+#: are grouped into seeds of one configuration)
+IGNORED_OVERRIDE_PATTERNS = (
+    r"^\+*seed$", r"\.seed$", r"^hydra\.", r"dir$", r"path$", r"root$", r"resume", r"device",
+    r"num_workers", r"progress", r"log_every", r"checkpoint", r"^stage$", r"^run_name$", r"^paths\.",
+    # captured elsewhere: evaluation settings in the protocol fingerprint, budgets in the Budget column
+    r"^eval\.", r"^train\.(max_steps|max_images|max_minutes|batch_size)$",
+)
+
+#: the sampler-settings keys that give the number of network evaluations per image
+_NFE_KEYS = ("nfe", "steps", "num_steps", "sampling_steps", "respacing", "timestep_respacing", "timesteps")
+#: families whose default sampler calls the network once per step of a process
+_ITERATIVE_FAMILIES = ("diffusion", "ddpm", "iddpm", "score", "flow_matching")
+#: backend-config keys holding a diffusion process's number of steps (default sampler: T calls)
+_T_KEYS = ("num_timesteps", "timesteps", "diffusion_steps", "steps", "T")
+
+
+@dataclass
+class RunEntry:
+    """One readable, completed ``results.json`` and the folder that holds it."""
+
+    run_dir: Path
+    data: dict[str, Any]
+
+    @property
+    def backend_name(self) -> str:
+        b = self.data.get("backend") or {}
+        return str(b.get("name") or b.get("family") or "unknown")
+
+    @property
+    def family(self) -> str:
+        return str((self.data.get("backend") or {}).get("family") or "unknown")
+
+    @property
+    def seed(self) -> Any:
+        return self.data.get("seed")
+
+    @property
+    def overrides(self) -> list[str]:
+        return [str(o) for o in (self.data.get("overrides") or [])]
+
+    @property
+    def is_toy(self) -> bool:
+        shape = (self.data.get("backend") or {}).get("data_shape")
+        return shape is not None and len(shape) == 1
+
+
+@dataclass
+class RunProblem:
+    """A run that produced no usable numbers: failed, interrupted, still running or unfinished."""
+
+    run_dir: Path
+    status: str
+    stage: str | None = None
+    error: str | None = None
+    backend: str | None = None
+    seed: Any = None
+    overrides: list[str] = field(default_factory=list)
+    evaluations_recorded: int = 0
+
+
+@dataclass
+class Collection:
+    """Everything found below the report inputs."""
+
+    inputs: list[Path]
+    records: list[RunEntry]
+    problems: list[RunProblem]
+
+    def display_path(self, path: Path) -> str:
+        """``<input folder name>/<path below it>`` for tables; the full path if outside every input."""
+        path = Path(path).resolve()
+        for root in sorted((p.resolve() for p in self.inputs), key=lambda p: -len(p.parts)):
+            base = root.parent if root.is_file() else root
+            if path == base or base in path.parents:
+                return str(Path(base.name) / path.relative_to(base))
+        return str(path)
+
+
+def _is_job_dir(path: Path) -> bool:
+    return (path / ".hydra").is_dir()
+
+
+def _last_log_line(job_dir: Path) -> str | None:
+    """Last non-empty line of the Hydra job log (``<job>.log``), a hint of where it stopped."""
+    logs = sorted(job_dir.glob("*.log"))
+    for log in logs:
+        try:
+            lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            continue
+        if lines:
+            return f"{log.name}: {lines[-1][:300]}"
+    return None
+
+
+def _hydra_overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        from omegaconf import OmegaConf
+
+        return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path)) or []]
+    except Exception:  # a broken overrides file must not stop the report
+        return []
+
+
+def _find(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(results.json files, Hydra job folders without one) below the inputs, de-duplicated."""
+    results: dict[Path, None] = {}
+    jobs: dict[Path, None] = {}
+    for root in inputs:
+        if root.is_file():
+            if root.name != RESULTS_FILE:
+                raise InputError(f"{str(root)!r} is a file but not a {RESULTS_FILE}; pass run folders, "
+                                 "sweep folders or a parent folder")
+            results[root.resolve()] = None
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if d not in (".hydra", "checkpoints", "samples", "__pycache__")
+                                 and not d.startswith(".venv"))
+            if RESULTS_FILE in filenames:
+                results[(here / RESULTS_FILE).resolve()] = None
+            elif _is_job_dir(here):
+                jobs[here.resolve()] = None
+    job_list = [j for j in jobs if not any(r.parent == j or j in r.parents for r in results)]
+    return sorted(results), sorted(job_list)
+
+
+def collect_runs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> Collection:
+    """Read every record below ``inputs``; see the module docstring for what is kept."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = [Path(p).expanduser() for p in inputs]
+    if not paths:
+        raise InputError("no report inputs given; pass one or more run, sweep or parent folders")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InputError(f"report input(s) do not exist: {', '.join(missing)}")
+    result_files, job_dirs = _find(paths)
+    if not result_files and not job_dirs:
+        raise InputError(f"no {RESULTS_FILE} and no Hydra job folder found below {', '.join(map(str, paths))}; "
+                         "pass the folder(s) that training/evaluation runs wrote")
+    records: list[RunEntry] = []
+    problems: list[RunProblem] = []
+    for path in result_files:
+        run_dir = path.parent
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            problems.append(RunProblem(run_dir, "unreadable", error=f"{RESULTS_FILE} cannot be read: {e}"))
+            continue
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            problems.append(RunProblem(run_dir, "unreadable",
+                                       error=f"unsupported results schema {found!r} (expected {SCHEMA!r})"))
+            continue
+        status = str(data.get("status") or "unknown")
+        if status == "completed":
+            records.append(RunEntry(run_dir, data))
+            continue
+        err = data.get("error") or {}
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        if isinstance(err, dict) and err.get("type"):
+            message = f"{err['type']}: {message or '(no message)'}"
+        if not message:
+            message = ("still running, or killed before it could record an error"
+                       if status == "running" else "no error message recorded")
+        problems.append(RunProblem(
+            run_dir, status, stage=(err.get("stage") if isinstance(err, dict) else None) or data.get("stage"),
+            error=message, backend=(data.get("backend") or {}).get("name"), seed=data.get("seed"),
+            overrides=[str(o) for o in data.get("overrides") or []],
+            evaluations_recorded=len(data.get("evaluations") or [])))
+    for job in job_dirs:
+        hint = _last_log_line(job)
+        problems.append(RunProblem(
+            job, "unfinished", stage="before the first record",
+            error="no results.json: the job stopped before writing its record" + (f" (last log line: {hint})" if hint else ""),
+            overrides=_hydra_overrides(job)))
+    return Collection(inputs=paths, records=records, problems=problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# flat measurements (one per completed record x evaluation)
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def settings_label(sampler: dict[str, Any]) -> str:
+    """``name (k=v, ...)`` for a sampler dict; ``name (default)`` with no settings."""
+    name = str(sampler.get("name") or "sampler")
+    settings = sampler.get("settings") or {}
+    if not settings:
+        return f"{name} (default)"
+    return f"{name} (" + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) + ")"
+
+
+def config_variant(overrides: Sequence[str]) -> str:
+    """The overrides that change what a run computes, minus ``model=``, seed and paths."""
+    keep = []
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key == "model" or any(re.search(p, key) for p in IGNORED_OVERRIDE_PATTERNS):
+            continue
+        keep.append(o)
+    return " ".join(sorted(keep))
+
+
+def _respacing_count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value).strip()
+    if text.startswith("ddim"):
+        text = text[4:]
+    try:
+        return sum(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        return None
+
+
+def network_evaluations(record: RunEntry, evaluation: dict[str, Any]) -> int | None:
+    """Network evaluations per generated image: 1 for GAN/VAE, the respaced step count for diffusion."""
+    for holder in (evaluation, evaluation.get("timings") or {}, evaluation.get("sampler") or {}):
+        if holder.get("nfe") is not None:
+            return _respacing_count(holder["nfe"])
+    settings = (evaluation.get("sampler") or {}).get("settings") or {}
+    for key in _NFE_KEYS:
+        if settings.get(key) is not None:
+            n = _respacing_count(settings[key])
+            if n:
+                return n
+    if record.family not in _ITERATIVE_FAMILIES:
+        return 1  # one network call per image: GAN generator, VAE decoder, Gaussian baseline
+    backend_cfg = ((record.data.get("config") or {}).get("model") or {}).get("backend") or {}
+    for key in _T_KEYS:
+        if isinstance(backend_cfg.get(key), (int, float)) and not isinstance(backend_cfg.get(key), bool):
+            return int(backend_cfg[key])
+    return None
+
+
+def _strip(obj: Any) -> Any:
+    """Drop keys that say where/when something ran (seed, device, batch size, timings)."""
+    ignored = {"seed", "device", "batch_size", "num_workers", "wall_s", "path", "root", "cache", "cache_dir"}
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in ignored}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def protocol_of(record: RunEntry, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two numbers to share a table (dataset, samples, reference, features)."""
+    data = record.data.get("data") or {}
+    protocol = evaluation.get("protocol") or {}
+    return {
+        "dataset": data.get("dataset") or data.get("name"),
+        "variant": data.get("variant"),
+        "split": data.get("split"),
+        "subset": data.get("subset"),
+        "subset_seed": data.get("subset_seed") if data.get("subset") is not None else None,
+        "num_samples": evaluation.get("num_samples"),
+        "reference": _strip(protocol.get("reference") or {}),
+        "features": _strip(protocol.get("features") or {}),
+        "metric_settings": _strip(protocol.get("metric_settings") or {}),
+    }
+
+
+def measurements(collection: Collection) -> list[dict[str, Any]]:
+    """One flat dict per (completed record, evaluation); a record without evaluations gives one
+    row without metrics so that its NLL and training figures still reach the table."""
+    rows = []
+    for rec in collection.records:
+        d = rec.data
+        train = d.get("train") or {}
+        nll = d.get("nll")
+        evals = d.get("evaluations") or [None]
+        for ev in evals:
+            ev = ev or {}
+            sampler = ev.get("sampler") or {"name": "none", "settings": {}}
+            proto = protocol_of(rec, ev)
+            rows.append({
+                "record": rec,
+                "evaluation": ev,
+                "run_dir": str(rec.run_dir),
+                "backend": rec.backend_name,
+                "family": rec.family,
+                "seed": rec.seed,
+                "toy": rec.is_toy,
+                "sampler": settings_label(sampler) if ev else "not evaluated",
+                "sampler_key": _canonical(sampler),
+                "config": config_variant(rec.overrides),
+                "budget": _canonical({**(train.get("budget") or {}), "batch_size": train.get("batch_size")}),
+                "protocol": proto,
+                "protocol_key": _canonical(proto),
+                "comparable": bool(ev.get("comparable", True)) if ev else True,
+                "warnings": list(ev.get("warnings") or []),
+                "metrics": {k: v for k, v in (ev.get("metrics") or {}).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                "images_per_s": (ev.get("timings") or {}).get("sample_images_per_s"),
+                "nfe": network_evaluations(rec, ev) if ev else None,
+                "nll": nll,
+                "train_steps": train.get("steps"),
+                "images_seen": train.get("images_seen"),
+                "train_wall_s": train.get("wall_s"),
+                "device": (d.get("environment") or {}).get("device_name") or (d.get("environment") or {}).get("device"),
+                "benchmark": (d.get("protocol") or {}).get("name") if isinstance(d.get("protocol"), dict) else None,
+                "samples_file": ev.get("samples_file"),
+            })
+    return rows
+
+
+__all__ = ["Collection", "RunProblem", "RunEntry", "collect_runs", "config_variant", "measurements",
+           "network_evaluations", "protocol_of", "settings_label"]

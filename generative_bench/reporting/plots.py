@@ -1,0 +1,307 @@
+"""Report figures (matplotlib, Agg backend, PNG).
+
+* sample montage per backend from the run's ``samples/<tag>.npz`` (2-D toy data: a scatter over
+  the true mixture's density contours);
+* quality/speed trade-off: quality metric and sampling images/s against network evaluations
+  per image (diffusion respacing/DDIM curves, one-step GAN/VAE points);
+* precision vs recall per backend;
+* training curves per run from ``train_log.csv`` (GAN: losses plus D(real)/D(fake)).
+
+Every figure is made independently: a broken file costs its own figure, recorded in the
+returned errors, never the whole report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from generative_bench.errors import InputError
+from generative_bench.reporting.leaderboard import METRICS, NOT_COMPARABLE, QUALITY_ORDER, Leaderboard, ProtocolTable
+
+_LOG_SKIP = {"step", "images_seen", "wall_s", "lr", "images_per_s", "epoch"}
+_D_OUTPUTS = ("d_real", "d_fake")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:80] or "x"
+
+
+def load_samples(path: str | Path, max_items: int = 5000) -> np.ndarray:
+    """``arr_0`` of a samples npz: uint8 NHWC images or float (N, 2) points."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"samples file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "arr_0" not in f.files:
+                raise InputError(f"{str(path)!r} has no arr_0 (found {f.files})")
+            arr = f["arr_0"][:max_items]
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read samples file {str(path)!r}: {e}") from e
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return arr.astype(np.float64)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise InputError(f"{str(path)!r}: expected uint8 NHWC images or float (N, 2) points, "
+                         f"got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def montage(images: np.ndarray, ncol: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile uint8 NHWC images into one HWC image with ``pad`` white pixels between tiles."""
+    n, h, w, c = images.shape
+    ncol = max(1, min(ncol, n))
+    nrow = math.ceil(n / ncol)
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, ncol)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = img
+    return grid[..., 0] if c == 1 else grid
+
+
+def toy_density(run_dir: Path, record: dict[str, Any]):
+    """The run's 2-D mixture (with ``log_prob`` and ``means``), rebuilt from its config, or None.
+
+    Only ``_target_``s inside this package are instantiated; otherwise the dataset name picks
+    :class:`~generative_bench.data.toy.RingOfGaussians` or ``GridOfGaussians``.
+    """
+    from omegaconf import OmegaConf
+
+    source = None
+    cfg_path = Path(run_dir) / "config.yaml"
+    if cfg_path.is_file():
+        source = OmegaConf.select(OmegaConf.load(cfg_path), "data.source")
+    if source is None and isinstance((record.get("config") or {}).get("data"), dict):
+        source = OmegaConf.create(record["config"]["data"]).get("source")
+    target = str(source.get("_target_", "")) if source is not None else ""
+    if target.startswith("generative_bench."):
+        from hydra.utils import instantiate
+
+        try:
+            return instantiate(source, size=64)
+        except Exception:  # fall back to the name below
+            pass
+    from generative_bench.data import toy
+
+    data = record.get("data") or {}
+    name = " ".join(str(data.get(k) or "") for k in ("dataset", "name")).lower() + " " + target.lower()
+    if "ring" in name:
+        return toy.RingOfGaussians(size=64)
+    if "grid" in name:
+        return toy.GridOfGaussians(size=64)
+    return None
+
+
+def _density_contours(ax, density, points: np.ndarray) -> None:
+    import torch
+
+    means = density.means.numpy()
+    lo = np.minimum(means.min(0), np.percentile(points, 1, axis=0)) - 6 * density.std - 0.2
+    hi = np.maximum(means.max(0), np.percentile(points, 99, axis=0)) + 6 * density.std + 0.2
+    xs, ys = np.linspace(lo[0], hi[0], 400), np.linspace(lo[1], hi[1], 400)
+    gx, gy = np.meshgrid(xs, ys)
+    logp = density.log_prob(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))).numpy().reshape(gx.shape)
+    top = float(logp.max())
+    ax.contour(gx, gy, logp, levels=[top - 8, top - 4.5, top - 2, top - 0.5], colors="tab:red", linewidths=0.7)
+
+
+def plot_samples(path: Path, out: Path, title: str, run_dir: Path | None = None,
+                 record: dict[str, Any] | None = None) -> Path:
+    """Montage of the first 64 images, or a scatter of 2-D points over the true density."""
+    plt = _plt()
+    arr = load_samples(path)
+    if arr.ndim == 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.scatter(arr[:, 0], arr[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples")
+        density = toy_density(run_dir, record or {}) if run_dir is not None else None
+        if density is not None:
+            _density_contours(ax, density, arr)
+            ax.plot([], [], color="tab:red", lw=0.7, label="true density (log-p contours)")
+        ax.set_aspect("equal")
+        ax.legend(loc="upper right", fontsize=7)
+    else:
+        grid = montage(arr[:64])
+        fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+        ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
+def quality_metric(table: ProtocolTable):
+    """The quality column for the trade-off plot: FID, else the toy high-quality share, ..."""
+    present = {s.key: s for s in table.metrics}
+    for key in QUALITY_ORDER:
+        if key in present:
+            return present[key]
+    return None
+
+
+def _lines(table: ProtocolTable):
+    f = table.frame
+    for (backend, config, budget), grp in f.groupby(["backend", "config", "budget"], sort=True):
+        label = " ".join(x for x in (backend, config, budget) if x)
+        yield label, grp.sort_values("nfe")
+
+
+def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
+    """Quality and sampling images/s against network evaluations per image."""
+    spec = quality_metric(table)
+    f = table.frame
+    if f["nfe"].notna().sum() == 0 or (spec is None and f["ips_mean"].notna().sum() == 0):
+        return None
+    plt = _plt()
+    panels = ([spec.key] if spec is not None else []) + ["ips"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        for label, grp in _lines(table):
+            g = grp[grp["nfe"].notna() & grp[f"{key}_mean"].notna()]
+            if g.empty:
+                continue
+            err = g[f"{key}_std"].fillna(0).to_numpy()
+            style = "-o" if len(g) > 1 else "s"
+            ax.errorbar(g["nfe"], g[f"{key}_mean"], yerr=err, fmt=style, capsize=3, ms=6, label=label)
+        ax.set_xlabel("network evaluations per image (NFE)")
+        ax.set_ylabel(spec.label if key != "ips" else "sampling images / s")
+        if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
+            ax.set_xscale("log")
+        if key == "ips" and (f["ips_mean"].dropna() > 0).all() and len(f["ips_mean"].dropna()) > 1:
+            ax.set_yscale("log")
+        if spec is not None and key == spec.key and spec.better:
+            ax.set_title(f"{spec.label} ({spec.better} is better)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    warn = "" if table.comparable else f"\n⚠ {NOT_COMPARABLE}"
+    fig.suptitle(f"Quality / speed trade-off — {table.title}{warn}", fontsize=9)
+    return _save(fig, out)
+
+
+def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
+    f = table.frame
+    keys = next(((p, r) for p, r in (("precision", "recall"), ("data_precision", "data_recall"))
+                 if f"{p}_mean" in f and f"{r}_mean" in f and (f[f"{p}_mean"].notna() & f[f"{r}_mean"].notna()).any()),
+                None)
+    if keys is None:
+        return None
+    p, r = keys
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for backend, grp in f.groupby("backend", sort=True):
+        g = grp[grp[f"{p}_mean"].notna() & grp[f"{r}_mean"].notna()]
+        ax.errorbar(g[f"{r}_mean"], g[f"{p}_mean"], xerr=g[f"{r}_std"].fillna(0), yerr=g[f"{p}_std"].fillna(0),
+                    fmt="o", capsize=3, label=backend)
+        if len(g) > 1:
+            for _, row in g.iterrows():
+                ax.annotate(f"NFE {row['nfe']:.0f}" if row["nfe"] == row["nfe"] else row["sampler"],
+                            (row[f"{r}_mean"], row[f"{p}_mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    labels = {s.key: s.label for s in METRICS}
+    ax.set_xlabel(labels[r] + " (coverage of the data)")
+    ax.set_ylabel(labels[p] + " (fidelity)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"Precision vs recall — {table.pid}", fontsize=9)
+    return _save(fig, out)
+
+
+def plot_training(log_csv: Path, out: Path, title: str) -> Path | None:
+    """Loss curves against step; D(real)/D(fake) on their own panel when present."""
+    import pandas as pd
+
+    if not log_csv.is_file():
+        return None
+    log = pd.read_csv(log_csv)
+    if "step" not in log.columns or log.empty:
+        raise InputError(f"{str(log_csv)!r} has no 'step' column or no rows")
+    log = log.apply(pd.to_numeric, errors="coerce")
+    d_cols = [c for c in _D_OUTPUTS if c in log.columns]
+    loss_cols = [c for c in log.columns if c not in _LOG_SKIP and c not in d_cols and not c.startswith("grad_norm")
+                 and log[c].notna().any()]
+    if not loss_cols and not d_cols:
+        return None
+    plt = _plt()
+    n = 1 + bool(d_cols)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.8), squeeze=False)
+    for c in loss_cols:
+        axes[0][0].plot(log["step"], log[c], lw=1, label=c)
+    axes[0][0].set_xlabel("step")
+    axes[0][0].set_ylabel("loss")
+    axes[0][0].legend(fontsize=7)
+    axes[0][0].grid(alpha=0.3)
+    if d_cols:
+        for c in d_cols:
+            axes[0][1].plot(log["step"], log[c], lw=1, label={"d_real": "D(real)", "d_fake": "D(fake)"}[c])
+        axes[0][1].set_xlabel("step")
+        axes[0][1].set_ylabel("discriminator output")
+        axes[0][1].legend(fontsize=7)
+        axes[0][1].grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, out)
+
+
+def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """All figures under ``out_dir``; returns ({kind: ...paths}, [errors])."""
+    out_dir = Path(out_dir)
+    made: dict[str, Any] = {"samples": {}, "tradeoff": {}, "precision_recall": {}, "training": {}}
+    errors: list[str] = []
+
+    def attempt(what: str, fn: Callable[[], Path | None]) -> Path | None:
+        try:
+            return fn()
+        except Exception as e:  # one bad file must not stop the report
+            errors.append(f"{what}: {type(e).__name__}: {e}")
+            return None
+
+    for table in board.tables:
+        pid = table.pid
+        samples: dict[str, Path] = {}
+        by_backend: dict[str, list[dict[str, Any]]] = {}
+        for r in table.rows:
+            if r["samples_file"]:
+                by_backend.setdefault(r["backend"], []).append(r)
+        for backend, rows in sorted(by_backend.items()):
+            rows.sort(key=lambda r: (-(r["nfe"] or 0), str(r["seed"]), r["run_dir"]))
+            r = rows[0]
+            path = Path(r["run_dir"]) / r["samples_file"]
+            title = f"{backend} — {r['sampler']}, seed {r['seed']}"
+            png = attempt(f"samples of {backend} ({path})", lambda: plot_samples(
+                path, out_dir / f"{pid}_samples_{slug(backend)}.png", title, Path(r["run_dir"]), r["record"].data))
+            if png:
+                samples[backend] = png
+        made["samples"][pid] = samples
+        made["tradeoff"][pid] = attempt(f"trade-off plot {pid}", lambda: plot_quality_speed(
+            table, out_dir / f"{pid}_quality_vs_nfe.png"))
+        made["precision_recall"][pid] = attempt(f"precision/recall plot {pid}", lambda: plot_precision_recall(
+            table, out_dir / f"{pid}_precision_recall.png"))
+    for i, (run_dir, label) in enumerate(run_dirs):
+        png = attempt(f"training curves of {run_dir}", lambda: plot_training(
+            Path(run_dir) / "train_log.csv", out_dir / f"train_{i:03d}_{slug(label)}.png", label))
+        if png:
+            made["training"][str(run_dir)] = png
+    return made, errors
+
+
+__all__ = ["load_samples", "make_plots", "montage", "plot_precision_recall", "plot_quality_speed",
+           "plot_samples", "plot_training", "quality_metric", "toy_density"]
