@@ -40,7 +40,20 @@ def info() -> DistInfo:
     return DistInfo()
 
 
+def _export_slurm_env() -> None:
+    """Jobs started by Hydra's submitit launcher (one task per GPU): derive RANK/WORLD_SIZE/MASTER_*."""
+    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+    except ImportError:
+        return
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def launched_by_torchrun() -> bool:
+    """True under torchrun, or a multi-task SLURM job (submitit), i.e. several processes per job."""
+    _export_slurm_env()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

@@ -62,3 +62,9 @@ def test_verbs_map_to_single_run_stages():
     assert hydra_args(["train", "model=vae"]) == ["stage=train", "hydra.mode=RUN", "model=vae"]
     assert hydra_args(["run", "-m", "seed=0,1"]) == ["stage=pipeline", "-m", "seed=0,1"]
     assert hydra_args(["model=vae"]) == ["model=vae"]
+
+
+@pytest.mark.parametrize("launcher, key", [("local_parallel", "n_jobs"), ("slurm_gpu", "gpus_per_node")])
+def test_cluster_launcher_presets_compose(compose, launcher, key):
+    cfg = compose([f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert key in cfg.hydra.launcher and "_target_" in cfg.hydra.launcher

@@ -47,3 +47,15 @@ def test_sweep_builds_a_leaderboard_with_the_failed_job_listed(tmp_path):
                         text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr
     assert (tmp_path / "again" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_parallel_launcher_sweep_feeds_the_same_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(GBENCH + ["-m", "model=gaussian", "seed=0,1", "train.max_steps=20", "eval.num_samples=200",
+                                 "eval.nll.examples=50", "hydra/launcher=local_parallel",
+                                 f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    recs = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]
+    assert sorted(rec["seed"] for rec in recs) == [0, 1] and all(rec["status"] == "completed" for rec in recs)
+    assert (sweep / "report" / "leaderboard.md").is_file()

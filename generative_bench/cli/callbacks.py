@@ -29,3 +29,14 @@ class SweepReportCallback(Callback):
                       type(e).__name__, e, sweep_dir)
             return
         print_summary(paths)
+        # jobs run by other processes (joblib, submitit) fail there: count them here for the exit code
+        from generative_bench.cli import task
+        from generative_bench.io import read_json
+
+        for rec_path in sweep_dir.rglob("results.json"):
+            try:
+                status = read_json(rec_path).get("status")
+            except ValueError:
+                status = "unreadable"
+            if status != "completed" and str(rec_path.parent) not in task.FAILED_JOBS:
+                task.FAILED_JOBS.append(str(rec_path.parent))
