@@ -1,0 +1,1 @@
+"""Evaluation: Inception features, metric functions and cached reference statistics."""
