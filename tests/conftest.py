@@ -12,7 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPEG = ROOT / "data" / "cifar10-jpeg"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # small nets: one thread avoids oversubscription on shared CPUs
 
 
 @pytest.fixture

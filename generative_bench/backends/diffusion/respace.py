@@ -1,0 +1,73 @@
+"""Timestep respacing: sample (or bound) with K < T steps by wrapping the trained process.
+
+Following Nichol & Dhariwal (2021, Sec. 4) and improved-diffusion ``respace.py``: keep a subset S
+of the original steps, take the original alpha_bar at those steps, and define the new process by
+beta'_k = 1 - alpha_bar_{S_k} / alpha_bar_{S_{k-1}}. The respaced process is an ordinary
+:class:`GaussianDiffusion` whose ``timestep_map`` sends its index k back to the original S_k, so
+the network is always called with the timestep it was trained on.
+
+Specs: an int or ``"50"`` (evenly strided), ``"10,10,10"`` (sections of the range, each strided),
+or ``"ddim50"`` (an integer stride giving exactly 50 steps, as in DDIM).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from generative_bench.backends.diffusion.gaussian import GaussianDiffusion
+from generative_bench.errors import InputError
+
+
+def _ddim_steps(num_timesteps: int, count: int) -> list[int]:
+    for stride in range(1, num_timesteps):
+        steps = list(range(0, num_timesteps, stride))
+        if len(steps) == count:
+            return steps
+    if count == num_timesteps:
+        return list(range(num_timesteps))
+    raise InputError(f"cannot make exactly {count} evenly strided steps out of {num_timesteps}; "
+                     "use a plain count (e.g. steps=50) instead of 'ddim50'")
+
+
+def space_timesteps(num_timesteps: int, spec: int | str) -> list[int]:
+    """Sorted original indices kept by the respacing ``spec``."""
+    text = str(spec).strip().replace(" ", "")
+    if text.startswith("ddim"):
+        try:
+            count = int(text[4:])
+        except ValueError:
+            raise InputError(f"bad respacing {spec!r}: expected 'ddimN' with an integer N") from None
+        return _ddim_steps(num_timesteps, count)
+    try:
+        sections = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise InputError(f"bad respacing {spec!r}: expected an int, 'N1,N2,...' or 'ddimN'") from None
+    if any(c < 1 for c in sections):
+        raise InputError(f"bad respacing {spec!r}: every section needs at least one step")
+    size_per, extra = divmod(num_timesteps, len(sections))
+    kept: list[int] = []
+    start = 0
+    for i, count in enumerate(sections):
+        size = size_per + (1 if i < extra else 0)
+        if size < count:
+            raise InputError(f"respacing {spec!r} asks for {count} steps from a section of {size} "
+                             f"(the process has T={num_timesteps}); use fewer steps")
+        stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
+        kept += [start + round(stride * j) for j in range(count)]
+        start += size
+    return sorted(set(kept))
+
+
+def respace(process: GaussianDiffusion, spec: int | str | None) -> GaussianDiffusion:
+    """The process restricted to the steps of ``spec`` (``None``: the process itself)."""
+    if spec is None:
+        return process
+    keep = space_timesteps(process.num_timesteps, spec)
+    if len(keep) == process.num_timesteps:
+        return process
+    ab = process.alphas_cumprod[keep]
+    ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+    betas = 1.0 - ab / ab_prev
+    return GaussianDiffusion(betas, variance=process.variance, rescale_timesteps=process.rescale_timesteps,
+                             timestep_map=process.timestep_map[keep],
+                             original_num_timesteps=process.original_num_timesteps)

@@ -1,0 +1,1 @@
+"""Networks shared by the backends (UNet for image diffusion, MLP denoiser for 2-D data, ...)."""

@@ -1,0 +1,177 @@
+"""Encoder/decoder networks of the VAE.
+
+* :class:`ConvVAENet` — images. Residual conv encoder that halves the resolution at each level
+  down to a **spatial** latent (the small preset: one 4x4 stride-2 stem, latent 8x16x16 for
+  32x32 inputs; the GPU preset: three levels, latent 32x8x8), and a mirror decoder
+  (nearest-neighbour upsampling + conv) that outputs the likelihood's parameters per pixel. A
+  spatial latent keeps the decoder's work local and trains far faster than a flat vector
+  latent, whose decoder must learn the whole image layout from one code; on a CPU budget of
+  minutes a 16x16 latent reached about 0.25 bits/dim lower than an 8x8 one at equal time.
+* :class:`MLPVAENet` — vectors (the 2-D toy mixtures): MLP encoder and decoder, flat latent.
+
+Both have ``latent_shape``, ``encode(x) -> (mean, log_var)`` of the diagonal Gaussian posterior
+q(z|x) and ``decode(z) -> params`` (channels = ``out_channels``, given by the likelihood).
+No batch statistics are used anywhere (no BatchNorm), so an example's likelihood does not depend
+on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from generative_bench.errors import InputError
+
+_ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+#: posterior log-variance is clamped to this range (exp(-30)..exp(10)) for numerical safety
+LOGVAR_RANGE = (-30.0, 10.0)
+
+
+def he_init_(module: nn.Module, output_layer: nn.Module | None = None, output_gain: float = 0.1) -> None:
+    """He-normal weights and zero biases for every conv/linear layer (He et al. 2015).
+
+    PyTorch's default init shrinks the signal at each layer, so a deep un-normalised decoder
+    starts almost blind to z and learns slowly. Residual blocks keep their zero-initialised
+    last conv (identity at start); ``output_layer`` gets ``output_gain`` times He scale, so the
+    initial output is close to its bias, which the likelihood sets (``initial_bias``).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        elif isinstance(m, nn.ConvTranspose2d):  # weight (in, out, k, k): fan-in is in * k * k / stride**2
+            fan_in = m.weight.shape[0] * m.weight[0, 0].numel() / (m.stride[0] * m.stride[1])
+            nn.init.normal_(m.weight, std=(2.0 / fan_in) ** 0.5)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, ResBlock):
+            nn.init.zeros_(m.body[-1].weight)
+    if output_layer is not None:
+        with torch.no_grad():
+            output_layer.weight.mul_(output_gain)
+
+
+def _activation(name: str) -> type[nn.Module]:
+    if name not in _ACTIVATIONS:
+        raise InputError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(conv(act(x)))), the last conv zero-initialised so every block starts as identity."""
+
+    def __init__(self, channels: int, activation: str = "silu"):
+        super().__init__()
+        act = _activation(activation)
+        self.body = nn.Sequential(act(), nn.Conv2d(channels, channels, 3, padding=1), act(),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ConvVAENet(nn.Module):
+    """Residual conv encoder/decoder with a spatial latent of ``latent_channels`` channels.
+
+    ``stem_stride`` 1: a 3x3 stem at full resolution; 2: a 4x4 stride-2 stem (and a 4x4
+    stride-2 transposed-conv head in the decoder), so no hidden layer runs at full resolution,
+    which is several times cheaper on a CPU. ``channels[i]`` is the width at resolution
+    ``R / (stem_stride * 2**i)``; the latent is ``(latent_channels, R / (stem_stride *
+    2**(L-1)))`` squared for ``L = len(channels)``. ``res_blocks`` residual blocks per level in
+    both encoder and decoder.
+    """
+
+    def __init__(self, data_shape: Sequence[int], out_channels: int, channels: Sequence[int] = (64, 128),
+                 latent_channels: int = 16, res_blocks: int = 1, stem_stride: int = 2, activation: str = "silu"):
+        super().__init__()
+        c_in, h, w = (int(s) for s in data_shape)
+        levels = len(channels)
+        if levels < 1:
+            raise InputError("ConvVAENet.channels needs at least one entry")
+        if stem_stride not in (1, 2):
+            raise InputError(f"ConvVAENet.stem_stride must be 1 or 2, got {stem_stride}")
+        factor = stem_stride * 2 ** (levels - 1)
+        if h % factor or w % factor:
+            raise InputError(f"image size {h}x{w} is not divisible by stem_stride * 2**(len(channels)-1) = {factor}; "
+                             "use fewer levels in model.backend.image_net.channels")
+        self.latent_shape = (int(latent_channels), h // factor, w // factor)
+        act = _activation(activation)
+        ch = [int(c) for c in channels]
+
+        stem = nn.Conv2d(c_in, ch[0], 3, padding=1) if stem_stride == 1 else nn.Conv2d(c_in, ch[0], 4, 2, 1)
+        enc: list[nn.Module] = [stem]
+        for i, c in enumerate(ch):
+            enc += [ResBlock(c, activation) for _ in range(res_blocks)]
+            if i + 1 < levels:
+                enc += [act(), nn.Conv2d(c, ch[i + 1], 4, stride=2, padding=1)]
+        enc += [act(), nn.Conv2d(ch[-1], 2 * latent_channels, 1)]
+        self.encoder = nn.Sequential(*enc)
+
+        dec: list[nn.Module] = [nn.Conv2d(latent_channels, ch[-1], 3, padding=1)]
+        for i in reversed(range(levels)):
+            dec += [ResBlock(ch[i], activation) for _ in range(res_blocks)]
+            if i > 0:
+                dec += [nn.Upsample(scale_factor=2, mode="nearest"), act(), nn.Conv2d(ch[i], ch[i - 1], 3, padding=1)]
+        head = (nn.Conv2d(ch[0], int(out_channels), 3, padding=1) if stem_stride == 1
+                else nn.ConvTranspose2d(ch[0], int(out_channels), 4, 2, 1))
+        dec += [act(), head]
+        self.decoder = nn.Sequential(*dec)
+        he_init_(self, output_layer=head)
+
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last layer; its bias holds the likelihood's initial parameters."""
+        return self.decoder[-1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encoder(x).chunk(2, dim=1)
+        return mean, log_var.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    act = _activation(activation)
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i + 2 < len(sizes):
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class MLPVAENet(nn.Module):
+    """MLP encoder/decoder for vector data: ``depth`` hidden layers of ``hidden`` units each."""
+
+    def __init__(self, data_shape: Sequence[int], out_channels: int, hidden: int = 128, depth: int = 2,
+                 latent_dim: int = 2, activation: str = "silu"):
+        super().__init__()
+        if len(data_shape) != 1:
+            raise InputError(f"MLPVAENet needs vector data (shape [d]), got shape {list(data_shape)}")
+        d = int(data_shape[0])
+        self.latent_shape = (int(latent_dim),)
+        self.encoder = _mlp([d] + [hidden] * depth + [2 * latent_dim], activation)
+        self.decoder = _mlp([latent_dim] + [hidden] * depth + [int(out_channels)], activation)
+        he_init_(self, output_layer=self.decoder[-1])
+
+    @property
+    def output_layer(self) -> nn.Module:
+        return self.decoder[-1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encoder(x).chunk(2, dim=1)
+        return mean, log_var.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+__all__ = ["ConvVAENet", "MLPVAENet", "ResBlock"]

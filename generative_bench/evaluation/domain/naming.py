@@ -1,0 +1,76 @@
+"""Metric names in a domain feature space: ``FD_<extractor>``, never ``FID``.
+
+FID, KID and the Inception Score are defined by the ImageNet Inception-v3 features. The same
+formulas on the features of another network are different quantities; they are labelled with the
+extractor's name so that a table can never pass them off as FID:
+
+================  ===================================  ========================
+harness key       in the Inception space               in a domain space "X"
+================  ===================================  ========================
+fid               fid                                  FD_X
+fid_inf           fid_inf                              FD_inf_X
+sfid              sfid                                 sFD_X
+is_mean / is_std  is_mean / is_std                     CS_X / CS_std_X
+is_inf            is_inf                               CS_inf_X
+kid_mean/kid_std  kid_mean / kid_std                   KD_X / KD_std_X
+precision ...     precision, recall, density, coverage precision_X, recall_X, ...
+================  ===================================  ========================
+
+(CS = classifier score, the Inception Score formula on the domain classifier's logits;
+KD = kernel distance, KID's unbiased cubic-kernel MMD^2.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+#: harness metric key -> metric family written before the extractor name
+DOMAIN_FAMILIES = {
+    "fid": "FD",
+    "fid_inf": "FD_inf",
+    "sfid": "sFD",
+    "is_mean": "CS",
+    "is_std": "CS_std",
+    "is_inf": "CS_inf",
+    "kid_mean": "KD",
+    "kid_std": "KD_std",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+}
+
+
+def is_domain(description: Mapping[str, Any]) -> bool:
+    """True for an extractor description that asks for domain names (``kind: domain``)."""
+    return str(description.get("kind", "")) == "domain"
+
+
+def metric_label(description: Mapping[str, Any], metric: str) -> str:
+    """The name under which ``metric`` (a harness key such as ``"fid"``) is reported.
+
+    For a domain extractor (``description["kind"] == "domain"``) the family + extractor name, e.g.
+    ``metric_label({"kind": "domain", "name": "cifar10-resnet"}, "fid") == "FD_cifar10-resnet"``;
+    an explicit ``description["metric_names"][metric]`` wins; anything else is returned unchanged
+    (the Inception extractor keeps the standard names).
+    """
+    names = description.get("metric_names") or {}
+    if metric in names:
+        return str(names[metric])
+    if not is_domain(description):
+        return metric
+    family = DOMAIN_FAMILIES.get(metric, metric)
+    return f"{family}_{description.get('name')}"
+
+
+def metric_names(name: str, metrics: tuple[str, ...] = tuple(DOMAIN_FAMILIES)) -> dict[str, str]:
+    """``{harness key: label}`` of a domain extractor called ``name`` (for its ``describe()``)."""
+    return {m: metric_label({"kind": "domain", "name": name}, m) for m in metrics}
+
+
+def relabel(metrics: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics dict with every key passed through :func:`metric_label`."""
+    return {metric_label(description, k): v for k, v in metrics.items()}
+
+
+__all__ = ["DOMAIN_FAMILIES", "is_domain", "metric_label", "metric_names", "relabel"]
