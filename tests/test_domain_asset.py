@@ -14,7 +14,7 @@ from tests.conftest import CIFAR_JPEG, needs_cifar
 WEIGHTS = ASSETS_DIR / "cifar10_resnet.pt"
 MANIFEST = ASSETS_DIR / "cifar10_resnet.json"
 #: test-split accuracy measured by `gbench train-extractor` for the shipped weights (flip TTA)
-MEASURED_ACCURACY = 0.9
+MEASURED_ACCURACY = 0.9042
 
 
 @pytest.fixture(scope="module")
