@@ -320,7 +320,7 @@ class InceptionE(_Block):
 class FIDInceptionV3(nn.Module):
     """Inception-v3 of the TF FID graph; ``forward(uint8 NCHW)`` -> {'pool', 'spatial', 'logits'}.
 
-    ``load_state_dict(torch.load('pt_inception-2015-12-05-6726825d.pth'), strict=True)`` works
+    ``load_state_dict(torch.load('pt_inception-2015-12-05-6726825d.pth', weights_only=True), strict=True)`` works
     as is. Call :meth:`fuse_` after loading for inference speed (the keys change afterwards).
     """
 
