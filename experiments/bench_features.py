@@ -166,7 +166,7 @@ as post-op and the weights prepacked once (oneDNN fused conv available here:
 {record['oneDNN_fused_conv']}), instead of conv, BatchNorm and ReLU passes and a weight reorder
 per call; channels_last activations end to end; the pool branches' average pools moved after
 their 1x1 conv (fewer channels to pool); the TF-1 resize gathers columns then rows once, in
-NHWC; one matmul for the logits. Ours gains more from larger batches.
+NHWC; one matmul for the logits.
 
 Machine load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_before)}, after
 {tuple(round(v, 2) for v in load_after)}: the 2-core machine is shared, so absolute figures are
