@@ -276,3 +276,27 @@ def test_nfe_config_variant_and_interrupted_runs(tmp_path):
     row = board.failed.iloc[0]
     assert row["status"] == "interrupted" and row["stage"] == "evaluate"
     assert "KeyboardInterrupt" in row["error"] and "1 evaluation(s) recorded" in row["error"]
+
+
+def test_domain_feature_tables_never_say_fid(tmp_path):
+    """Scores made in a domain feature space are labelled FD_/KD_/CS_<extractor> in every output."""
+    from generative_bench.evaluation.domain.naming import metric_names
+
+    domain = {"name": "cifar10-resnet", "kind": "domain", "weights_sha256": "f" * 64, "pretrained": True,
+              "comparable": False, "metric_names": metric_names("cifar10-resnet")}
+    root = tmp_path / "runs"
+    for i, (model, fid) in enumerate((("gan", 40.0), ("vae", 90.0))):
+        ev = _evaluation(model, {}, {"fid": fid, "is_mean": 4.0, "kid_mean": 0.01, "precision": 0.5, "recall": 0.3})
+        ev["protocol"]["features"] = dict(domain)
+        ev["warnings"] = ["domain feature space cifar10-resnet: FD/KD/CS are not FID/KID/IS"]
+        write_run(root, f"{i}_{model}", model, model, 0, [ev], {"defined": False})
+    paths = build_report([root], tmp_path / "rep", formats=("md", "html"))
+    md = paths["md"].read_text()
+    header = next(ln for ln in md.splitlines() if ln.startswith("| Backend"))
+    assert "FD_cifar10-resnet" in header and "KD_cifar10-resnet ×10³" in header and "CS_cifar10-resnet" in header
+    assert "recall_cifar10-resnet" in header
+    assert not re.search(r"\b(FID|KID|IS)\b", header), header
+    rows = _md_rows(md, "| Backend")
+    assert [r["Backend"].split()[0] for r in rows] == ["gan", "vae"]
+    assert "**40.00**" in rows[0]["FD_cifar10-resnet"] and NOT_COMPARABLE in md
+    assert "FD_cifar10-resnet" in paths["html"].read_text()

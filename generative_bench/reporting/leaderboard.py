@@ -61,6 +61,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("data_recall", "Data recall", "higher",
                ("data_recall", "recall_data", "toy_recall", "toy_data_recall"), digits=3),
 )
+#: leaderboard column -> the harness metric key a domain extractor renames (evaluation.domain.naming)
+_HARNESS_KEY = {"fid": "fid", "sfid": "sfid", "is": "is_mean", "kid": "kid_mean", "precision": "precision",
+                "recall": "recall", "density": "density", "coverage": "coverage"}
 QUALITY_ORDER = ("fid", "hq", "data_precision", "precision", "kid", "coverage")
 _SPREAD_SUFFIXES = ("_std", "_sem", "_err", "_ci")
 
@@ -91,6 +94,18 @@ class ProtocolTable:
         variant = f" ({p['variant']})" if p.get("variant") else ""
         n = p.get("num_samples")
         return f"{self.pid}: {ds}{variant}, {n if n is not None else '?'} samples, {name}"
+
+    def label(self, spec: MetricSpec) -> str:
+        """The column name of ``spec`` in this table: ``FD_<extractor>`` etc. in a domain feature space.
+
+        The same formulas on another network's features are not FID/KID/IS, so a table made with a
+        domain extractor (its description has ``metric_names``) never shows those names.
+        """
+        names = (self.protocol.get("features") or {}).get("metric_names") or {}
+        name = names.get(_HARNESS_KEY.get(spec.key, ""))
+        if not name:
+            return spec.label
+        return f"{name} ×10³" if spec.scale == 1e3 else name
 
 
 @dataclass
@@ -287,7 +302,10 @@ def display_frame(table: ProtocolTable) -> Display:
     cols["Sampler"] = list(f["sampler"])
     cols["n (seeds)"] = [f"{n} ({s})" for n, s in zip(f["n"], f["seeds"])]
     for spec in table.metrics:
-        label = spec.label + (f" {mark(spec.note)}" if spec.note else "")
+        note = spec.note
+        if note and spec.key == "kid" and table.label(spec) != spec.label:
+            note = f"{table.label(spec)} is shown ×10³ (the KID formula on the domain features, times 1000)."
+        label = table.label(spec) + (f" {mark(note)}" if note else "")
         best = _best(f[f"{spec.key}_mean"], spec.better)
         cells = []
         for m, s in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"]):

@@ -183,13 +183,13 @@ def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
             style = "-o" if len(g) > 1 else "s"
             ax.errorbar(g["nfe"], g[f"{key}_mean"], yerr=err, fmt=style, capsize=3, ms=6, label=label)
         ax.set_xlabel("network evaluations per image (NFE)")
-        ax.set_ylabel(spec.label if key != "ips" else "sampling images / s")
+        ax.set_ylabel(table.label(spec) if key != "ips" else "sampling images / s")
         if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
             ax.set_xscale("log")
         if key == "ips" and (f["ips_mean"].dropna() > 0).all() and len(f["ips_mean"].dropna()) > 1:
             ax.set_yscale("log")
         if spec is not None and key == spec.key and spec.better:
-            ax.set_title(f"{spec.label} ({spec.better} is better)", fontsize=9)
+            ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     warn = "" if table.comparable else f"\n⚠ {NOT_COMPARABLE}"
@@ -215,7 +215,7 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
             for _, row in g.iterrows():
                 ax.annotate(f"NFE {row['nfe']:.0f}" if row["nfe"] == row["nfe"] else row["sampler"],
                             (row[f"{r}_mean"], row[f"{p}_mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    labels = {s.key: s.label for s in METRICS}
+    labels = {s.key: table.label(s) for s in METRICS}
     ax.set_xlabel(labels[r] + " (coverage of the data)")
     ax.set_ylabel(labels[p] + " (fidelity)")
     ax.set_xlim(-0.02, 1.02)
