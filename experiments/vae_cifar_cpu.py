@@ -2,7 +2,8 @@
 
 Writes reports/vae_cifar_cpu.{json,md,png}: seconds per training step at batch 64, and the
 test-subset negative ELBO and IWAE bound (bits/dim) after ``--minutes`` of training on a
-class-balanced CIFAR-10 subset, plus a grid of samples (decoder means, T=1).
+class-balanced CIFAR-10 subset, plus test images, reconstructions and samples at several
+temperatures (decoder means).
 
     python experiments/vae_cifar_cpu.py --root data/cifar10-jpeg --train-subset 5000 --minutes 2
 """
@@ -70,12 +71,33 @@ def time_steps(preset: str, overrides: list[str], x: torch.Tensor, batch_size: i
         torch.set_num_threads(before)
 
 
-def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    from PIL import Image
+TEMPERATURES = (1.0, 0.7, 0.4)
+
+
+def save_panels(panels: dict[str, torch.Tensor], path: Path, nrow: int = 8) -> None:
+    """One PNG: a titled grid of uint8 NCHW images per panel, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    grid = make_grid(x, nrow=nrow, padding=1).permute(1, 2, 0).numpy()
-    Image.fromarray(grid).save(path)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
+    for ax, (title, x) in zip(axes, panels.items()):
+        ax.imshow(make_grid(x, nrow=nrow, padding=1).permute(1, 2, 0).numpy())
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def reconstructions(model, x_uint8: torch.Tensor) -> torch.Tensor:
+    """Decoder means at the posterior means of ``x_uint8`` (what the latent keeps of an image)."""
+    mean, _ = model.net.encode(to_model_space(x_uint8))
+    params = model.net.decode(mean)
+    return ((model.likelihood.mean(params, x_uint8.shape[1]) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def main(argv=None) -> None:
@@ -117,7 +139,6 @@ def main(argv=None) -> None:
     load_after = os.getloadavg()
 
     results = {}
-    g = torch.Generator().manual_seed(args.seed)
     for name, model in [("raw", trainer.backend), ("ema", trainer.ema.shadow)]:
         xt = to_model_space(x_test)
         t0 = time.perf_counter()
@@ -126,10 +147,13 @@ def main(argv=None) -> None:
         results[name] = {"test_elbo_bpd": float(elbo.mean()), f"test_iwae{args.iwae_k}_bpd": float(iw.bpd.mean()),
                          f"test_elbo_bpd_first{args.iwae_examples}": float(iw.terms["elbo_bpd"].mean()),
                          "eval_s": round(time.perf_counter() - t0, 1)}
-    samples = trainer.ema.shadow.sample(64, generator=g)
+    ema = trainer.ema.shadow
+    panels = {"test images": x_test[:32], "reconstructions (EMA)": reconstructions(ema, x_test[:32])}
+    for t in TEMPERATURES:
+        panels[f"samples T={t}"] = ema.sample(32, generator=torch.Generator().manual_seed(args.seed), temperature=t)
     out = REPO / args.out if not Path(args.out).is_absolute() else Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(samples, out.with_suffix(".png"))
+    save_panels(panels, out.with_suffix(".png"), nrow=4)
     record = {
         "command": " ".join(["python experiments/vae_cifar_cpu.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         "preset": args.preset, "overrides": args.overrides, "backend": backend.describe(),
@@ -158,7 +182,9 @@ def main(argv=None) -> None:
                   f"{r[f'test_elbo_bpd_first{args.iwae_examples}']:.3f} |")
     md += ["", f"All three columns are upper bounds on the test NLL: {record['nll_bound']}; -ELBO = reconstruction "
            "(mean over the samples) + analytic KL. EMA decay 0.999 with warm-up."]
-    md += ["", f"Samples (EMA weights, decoder mean, T=1): `{record['samples_png']}`", "",
+    md += ["", f"Figure `{record['samples_png']}`: 32 test images, their reconstructions (decoder mean at the "
+           f"posterior mean), and samples (EMA weights, decoder mean) at prior temperatures "
+           f"{', '.join(map(str, TEMPERATURES))}.", "",
            "Training log (bits/dim):", "", "```", log.strip(), "```", ""]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print(json.dumps({k: record[k] for k in ("steps", "seconds_per_step", "eval")}, indent=1))

@@ -45,7 +45,10 @@ def test_model_preset_sets_its_own_learning_rate_and_user_override_wins(compose)
 def test_experiments_compose(compose, name):
     cfg = compose([f"experiment={name}"], return_hydra_config=True)
     OmegaConf.resolve(cfg.data)
-    assert "protocol" in cfg and cfg.protocol.description
+    preset = OmegaConf.load(Path(config_dir()) / "experiment" / f"{name}.yaml")
+    # the preset wins over the primary config's own values (its protocol, its benchmark name)
+    assert cfg.protocol.name == preset.protocol.name and cfg.protocol.description
+    assert cfg.benchmark_name == preset.benchmark_name
 
 
 def test_unknown_override_key_is_an_error(compose):
@@ -68,3 +71,22 @@ def test_verbs_map_to_single_run_stages():
 def test_cluster_launcher_presets_compose(compose, launcher, key):
     cfg = compose([f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert key in cfg.hydra.launcher and "_target_" in cfg.hydra.launcher
+
+
+def test_per_model_settings_of_a_preset_apply_to_their_model_only(compose):
+    from generative_bench.cli.task import apply_per_model
+    from generative_bench.errors import InputError
+
+    for model, steps, timesteps in (("ddpm", 25, 100), ("iddpm", 50, 100)):
+        cfg = compose(["experiment=cifar_cpu_hour", f"model={model}"])
+        OmegaConf.resolve(cfg)
+        merged = apply_per_model(cfg)
+        assert merged.model.sampling.steps == steps and merged.model.nll.timesteps == timesteps
+        assert merged.eval.features.asset == "cifar10_resnet" and "sfid" not in merged.eval.metrics
+    gan = compose(["experiment=cifar_cpu_hour", "model=gan"])
+    OmegaConf.resolve(gan)
+    assert OmegaConf.to_container(apply_per_model(gan).model.sampling) == {}
+    bad = compose(["model=ddpm", "+per_model={ddpm: {model: {sampling: {stpes: 5}}}}"])
+    OmegaConf.resolve(bad)
+    with pytest.raises(InputError, match="per_model.ddpm.*stpes"):
+        apply_per_model(bad)

@@ -153,6 +153,15 @@ def test_config_instantiates_image_and_vector_nets():
         backend = instantiate(c.model.backend)
         assert isinstance(backend, VAEBackend) and isinstance(backend.net, net_type)
         assert backend.kl_warmup_steps == 0 and backend.free_bits == 0.0  # regularisers off by default
+        if net_type is ConvVAENet:  # the small preset's flat latent; latent_dim=null gives the spatial map
+            assert backend.latent_shape == (64,)
+            spatial = instantiate(OmegaConf.merge(c, {"model": {"backend": {"image_net": {"latent_dim": None}}}}).model.backend)
+            assert spatial.latent_shape == (16, 8, 8)
+            x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+            for b in (backend, spatial):
+                mean, log_var = b.net.encode(x.float() / 127.5 - 1)
+                assert mean.shape == log_var.shape == (3, *b.latent_shape)
+                assert b.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 32, 32)
     per_kind = VAEBackend([2], free_bits=OmegaConf.create({"image": 0.0, "vector": 0.5}))
     assert per_kind.free_bits == 0.5 and per_kind.describe()["free_bits"] == 0.5
     with pytest.raises(InputError, match="keys must be"):

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
 from generative_bench.cli import stages
+from generative_bench.errors import InputError
 from generative_bench.io import atomic_write_text
 from generative_bench.records import RunRecord, environment_info
 
@@ -36,11 +37,34 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def apply_per_model(cfg: DictConfig) -> DictConfig:
+    """Merge ``per_model[<model.name>]`` (a preset's settings for one model of a sweep) into ``cfg``.
+
+    An experiment preset sweeps several models but some settings only make sense for one (the
+    sampler steps of a diffusion model, say): ``per_model: {ddpm: {model: {sampling: {steps: 25}}}}``.
+    Keys are merged in struct mode, so a key the model's config does not have is an error.
+    """
+    table = cfg.get("per_model") or {}
+    name = str(cfg.model.name)
+    unknown = [k for k in table if not isinstance(table[k], (dict, DictConfig))]
+    if unknown:
+        raise InputError(f"per_model.{unknown[0]} must be a mapping of config overrides, got {table[unknown[0]]!r}")
+    if name not in table:
+        return cfg
+    patch = OmegaConf.create(OmegaConf.to_container(table[name], resolve=True))
+    try:
+        merged = OmegaConf.merge(cfg, patch)
+    except Exception as e:  # omegaconf's ConfigKeyError and friends
+        raise InputError(f"per_model.{name}: {e}; fix the key in the experiment preset") from None
+    return merged
+
+
 def run_job(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     OmegaConf.resolve(cfg)
+    cfg = apply_per_model(cfg)
     device = resolve_device(str(cfg.device))
     dist_info = distributed.init_from_env(device)
     if dist_info.enabled and device.type == "cuda":

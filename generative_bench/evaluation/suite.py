@@ -81,7 +81,11 @@ def toy_suite(samples: torch.Tensor, reference_points: torch.Tensor, mixture, cf
     ref = reference_points[: len(samples)]  # equal-size sets for the k-NN precision/recall
     values = toy_metrics(samples, mixture, ref, k=int(cfg.get("pr_k", 3)))
     values.pop("data_nll_floor_bpd", None)  # reported with the NLL, on the NLL's own points
-    return values, {"space": "data (2-D)", "high_quality": "Mahalanobis < 3 to the nearest mode"}
+    total = values.pop("toy_modes_total", None)  # a property of the data, not a score: goes with the settings
+    settings = {"space": "data (2-D)", "high_quality": "Mahalanobis < 3 to the nearest mode"}
+    if total is not None:
+        settings["modes_total"] = int(total)
+    return values, settings
 
 
 __all__ = ["IMAGE_METRICS", "toy_suite"]

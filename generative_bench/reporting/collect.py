@@ -315,6 +315,7 @@ def measurements(collection: Collection) -> list[dict[str, Any]]:
                 "toy": rec.is_toy,
                 "sampler": settings_label(sampler) if ev else "not evaluated",
                 "sampler_key": _canonical(sampler),
+                "sampler_method": str((sampler.get("settings") or {}).get("method") or ""),
                 "config": config_variant(rec.overrides),
                 "budget": _canonical({**(train.get("budget") or {}), "batch_size": train.get("batch_size")}),
                 "protocol": proto,

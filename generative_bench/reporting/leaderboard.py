@@ -181,7 +181,8 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
     for (backend, config, budget, _), grp in groups.items():
         seeds = sorted({r["seed"] for r in grp}, key=lambda s: (str(type(s)), s))
         row: dict[str, Any] = {
-            "backend": backend, "family": grp[0]["family"], "sampler": grp[0]["sampler"], "config": config,
+            "backend": backend, "family": grp[0]["family"], "sampler": grp[0]["sampler"],
+            "method": grp[0].get("sampler_method", ""), "config": config,
             "budget": _budget_label(budget), "n": len({r["run_dir"] for r in grp}),
             "seeds": ", ".join(str(s) for s in seeds), "comparable": all(r["comparable"] for r in grp),
             "run_dirs": sorted({r["run_dir"] for r in grp}),

@@ -1,12 +1,13 @@
 """Encoder/decoder networks of the VAE.
 
 * :class:`ConvVAENet` — images. Residual conv encoder that halves the resolution at each level
-  down to a **spatial** latent (the small preset: one 4x4 stride-2 stem, latent 8x16x16 for
-  32x32 inputs; the GPU preset: three levels, latent 32x8x8), and a mirror decoder
-  (nearest-neighbour upsampling + conv) that outputs the likelihood's parameters per pixel. A
-  spatial latent keeps the decoder's work local and trains far faster than a flat vector
-  latent, whose decoder must learn the whole image layout from one code; on a CPU budget of
-  minutes a 16x16 latent reached about 0.25 bits/dim lower than an 8x8 one at equal time.
+  (a 4x4 stride-2 stem keeps every hidden layer below full resolution, several times cheaper on
+  a CPU), and a mirror decoder (nearest-neighbour upsampling + conv) that outputs the
+  likelihood's parameters per pixel. The latent is either **spatial** (the GPU preset: 32x8x8)
+  or **flat** (``latent_dim``; the small preset: 64-d). On a CPU budget of minutes the spatial
+  latent reaches a lower bits/dim (reports/vae_cifar_cpu.md: about 0.7 bits/dim lower at 3
+  minutes), but samples from its i.i.d. prior decode to high-frequency texture; the flat latent
+  gives globally coherent, blurry colour-blob samples, which is what image metrics reward.
 * :class:`MLPVAENet` — vectors (the 2-D toy mixtures): MLP encoder and decoder, flat latent.
 
 Both have ``latent_shape``, ``encode(x) -> (mean, log_var)`` of the diagonal Gaussian posterior
@@ -86,10 +87,17 @@ class ConvVAENet(nn.Module):
     ``R / (stem_stride * 2**i)``; the latent is ``(latent_channels, R / (stem_stride *
     2**(L-1)))`` squared for ``L = len(channels)``. ``res_blocks`` residual blocks per level in
     both encoder and decoder.
+
+    ``latent_dim`` (optional) replaces the spatial latent by a flat vector of that size: a linear
+    map from the last feature map to (mean, log-variance), and back in the decoder (the classic
+    VAE of Kingma & Welling 2014). Its prior samples are smooth, globally coherent images (colour
+    blobs after minutes of CPU training), where the i.i.d. prior of a spatial latent decodes to
+    high-frequency texture; the spatial latent reaches a lower bits/dim sooner.
     """
 
     def __init__(self, data_shape: Sequence[int], out_channels: int, channels: Sequence[int] = (64, 128),
-                 latent_channels: int = 16, res_blocks: int = 1, stem_stride: int = 2, activation: str = "silu"):
+                 latent_channels: int = 16, res_blocks: int = 1, stem_stride: int = 2, activation: str = "silu",
+                 latent_dim: int | None = None):
         super().__init__()
         c_in, h, w = (int(s) for s in data_shape)
         levels = len(channels)
@@ -101,7 +109,8 @@ class ConvVAENet(nn.Module):
         if h % factor or w % factor:
             raise InputError(f"image size {h}x{w} is not divisible by stem_stride * 2**(len(channels)-1) = {factor}; "
                              "use fewer levels in model.backend.image_net.channels")
-        self.latent_shape = (int(latent_channels), h // factor, w // factor)
+        feature_shape = (int(latent_channels), h // factor, w // factor)
+        self.latent_shape = feature_shape if latent_dim is None else (int(latent_dim),)
         act = _activation(activation)
         ch = [int(c) for c in channels]
 
@@ -112,9 +121,14 @@ class ConvVAENet(nn.Module):
             if i + 1 < levels:
                 enc += [act(), nn.Conv2d(c, ch[i + 1], 4, stride=2, padding=1)]
         enc += [act(), nn.Conv2d(ch[-1], 2 * latent_channels, 1)]
+        dec: list[nn.Module] = [nn.Conv2d(latent_channels, ch[-1], 3, padding=1)]
+        if latent_dim is not None:  # flat latent: linear maps to and from the last feature map
+            flat = feature_shape[0] * feature_shape[1] * feature_shape[2]
+            enc[-1] = nn.Conv2d(ch[-1], latent_channels, 1)
+            enc += [act(), nn.Flatten(), nn.Linear(flat, 2 * int(latent_dim))]
+            dec = [nn.Linear(int(latent_dim), flat), nn.Unflatten(1, feature_shape), act(), *dec]
         self.encoder = nn.Sequential(*enc)
 
-        dec: list[nn.Module] = [nn.Conv2d(latent_channels, ch[-1], 3, padding=1)]
         for i in reversed(range(levels)):
             dec += [ResBlock(ch[i], activation) for _ in range(res_blocks)]
             if i > 0:
