@@ -148,7 +148,8 @@ def main(argv=None) -> None:
                          f"test_elbo_bpd_first{args.iwae_examples}": float(iw.terms["elbo_bpd"].mean()),
                          "eval_s": round(time.perf_counter() - t0, 1)}
     ema = trainer.ema.shadow
-    panels = {"test images": x_test[:32], "reconstructions (EMA)": reconstructions(ema, x_test[:32])}
+    shown = x_test[torch.linspace(0, len(x_test) - 1, 32).long()]  # the subset is sorted by class: span it
+    panels = {"test images": shown, "reconstructions (EMA)": reconstructions(ema, shown)}
     for t in TEMPERATURES:
         panels[f"samples T={t}"] = ema.sample(32, generator=torch.Generator().manual_seed(args.seed), temperature=t)
     out = REPO / args.out if not Path(args.out).is_absolute() else Path(args.out)
