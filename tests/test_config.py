@@ -49,6 +49,9 @@ def test_experiments_compose(compose, name):
     # the preset wins over the primary config's own values (its protocol, its benchmark name)
     assert cfg.protocol.name == preset.protocol.name and cfg.protocol.description
     assert cfg.benchmark_name == preset.benchmark_name
+    sweep = OmegaConf.select(preset, "hydra.sweeper.params.model")
+    if sweep is not None:  # e.g. cifar10_full sweeps the published configurations
+        assert cfg.hydra.sweeper.params.model == sweep
 
 
 def test_unknown_override_key_is_an_error(compose):

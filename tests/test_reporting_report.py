@@ -300,3 +300,18 @@ def test_domain_feature_tables_never_say_fid(tmp_path):
     assert [r["Backend"].split()[0] for r in rows] == ["gan", "vae"]
     assert "**40.00**" in rows[0]["FD_cifar10-resnet"] and NOT_COMPARABLE in md
     assert "FD_cifar10-resnet" in paths["html"].read_text()
+
+
+def test_published_run_without_npz_shows_its_grid_png(tmp_path):
+    """A run folder copied without sample .npz files still gets its samples figure from the grid PNG."""
+    root = tmp_path / "runs"
+    run = write_run(root, "0_gan", "gan", "gan", 0, [_evaluation("gan", {}, {"fid": 40.0})], {"defined": False})
+    (run / "samples" / "default.npz").unlink()
+    Image.fromarray(np.full((34, 34, 3), 200, np.uint8)).save(run / "samples" / "default_grid.png")
+    paths = build_report([root], tmp_path / "rep", formats=("md",))
+    png = next(p for p in paths["plots"] if "_samples_gan" in p.name)
+    with Image.open(png) as im:
+        assert im.size[0] > 100
+    (run / "samples" / "default_grid.png").unlink()
+    paths = build_report([root], tmp_path / "rep2", formats=("md",))
+    assert not any("_samples_gan" in p.name for p in paths["plots"])

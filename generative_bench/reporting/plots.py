@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,8 +121,23 @@ def _density_contours(ax, density, points: np.ndarray) -> None:
 
 def plot_samples(path: Path, out: Path, title: str, run_dir: Path | None = None,
                  record: dict[str, Any] | None = None) -> Path:
-    """Montage of the first 64 images, or a scatter of 2-D points over the true density."""
+    """Montage of the first 64 images, or a scatter of 2-D points over the true density.
+
+    A run folder published without its sample ``.npz`` (weights and samples left out to save
+    space) still has the grid PNG the harness wrote beside it: that is shown instead.
+    """
     plt = _plt()
+    grid_png = Path(path).with_name(Path(path).stem + "_grid.png")
+    if not Path(path).is_file() and grid_png.is_file():
+        from PIL import Image
+
+        with Image.open(grid_png) as im:
+            arr = np.asarray(im.convert("RGB"))
+        fig, ax = plt.subplots(figsize=(6, 6 * arr.shape[0] / arr.shape[1] + 0.4))
+        ax.imshow(arr, interpolation="nearest")
+        ax.axis("off")
+        ax.set_title(textwrap.fill(f"{title} (grid PNG)", 70), fontsize=9)
+        return _save(fig, out)
     arr = load_samples(path)
     if arr.ndim == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -137,7 +153,7 @@ def plot_samples(path: Path, out: Path, title: str, run_dir: Path | None = None,
         fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
         ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
         ax.axis("off")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     return _save(fig, out)
 
 
