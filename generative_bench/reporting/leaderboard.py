@@ -8,6 +8,7 @@ Spread is the sample standard deviation over seeds (ddof=1); a single run shows 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -103,9 +104,7 @@ class ProtocolTable:
         """
         names = (self.protocol.get("features") or {}).get("metric_names") or {}
         name = names.get(_HARNESS_KEY.get(spec.key, ""))
-        if not name:
-            return spec.label
-        return f"{name} ×10³" if spec.scale == 1e3 else name
+        return str(name) if name else spec.label
 
 
 @dataclass
@@ -231,6 +230,9 @@ def build_leaderboard(collection: Collection) -> Leaderboard:
     tables, all_reasons = [], []
     for i, prow in enumerate(ordered, 1):
         specs = [s for s in METRICS if any(_metric_value(r["metrics"], s) is not None for r in prow)]
+        if (prow[0]["protocol"].get("features") or {}).get("metric_names"):
+            # a domain space has its own scale: the x10^3 convention belongs to Inception KID
+            specs = [dataclasses.replace(s, scale=1.0, digits=3, note=None) if s.key == "kid" else s for s in specs]
         specs += _extra_specs(prow)
         frame = _aggregate(prow, specs)
         reasons = sorted({w for r in prow if not r["comparable"] for w in r["warnings"]})
@@ -303,10 +305,7 @@ def display_frame(table: ProtocolTable) -> Display:
     cols["Sampler"] = list(f["sampler"])
     cols["n (seeds)"] = [f"{n} ({s})" for n, s in zip(f["n"], f["seeds"])]
     for spec in table.metrics:
-        note = spec.note
-        if note and spec.key == "kid" and table.label(spec) != spec.label:
-            note = f"{table.label(spec)} is shown ×10³ (the KID formula on the domain features, times 1000)."
-        label = table.label(spec) + (f" {mark(note)}" if note else "")
+        label = table.label(spec) + (f" {mark(spec.note)}" if spec.note else "")
         best = _best(f[f"{spec.key}_mean"], spec.better)
         cells = []
         for m, s in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"]):
