@@ -7,7 +7,8 @@
   or **flat** (``latent_dim``; the small preset: 64-d). On a CPU budget of minutes the spatial
   latent reaches a lower bits/dim (IWAE 5.50 vs 6.25 bits/dim after 3 CPU minutes,
   reports/vae_cifar_cpu_spatial.md vs reports/vae_cifar_cpu.md), but samples from its i.i.d.
-  prior decode to high-frequency texture; the flat latent gives globally coherent, blurry colour-blob samples, which is what image metrics reward.
+  prior decode to high-frequency texture; the flat latent gives globally coherent, blurry
+  colour-blob samples, which is what image metrics reward.
 * :class:`MLPVAENet` — vectors (the 2-D toy mixtures): MLP encoder and decoder, flat latent.
 
 Both have ``latent_shape``, ``encode(x) -> (mean, log_var)`` of the diagonal Gaussian posterior
