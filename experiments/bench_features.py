@@ -15,7 +15,6 @@ affects both alike; medians are reported. Also checks that the two agree on thes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

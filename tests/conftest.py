@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPEG = ROOT / "data" / "cifar10-jpeg"
 
 torch.set_num_threads(1)  # small nets: one thread avoids oversubscription on shared CPUs
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts on one thread (tiny nets run many times faster on a shared CPU) and
+    whatever a test sets is undone after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ TINY_UNET = functools.partial(UNet, ch=32, ch_mult=(1, 2), num_res_blocks=1, att
 TINY_MLP = functools.partial(MLPDenoiser, hidden=32, num_blocks=2, time_dim=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _image_backend(**kw):
     torch.manual_seed(0)
     kw = {"timesteps": 25, **kw}

@@ -25,14 +25,6 @@ D, N = 16, 2000
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def optimal_model(process: GaussianDiffusion, base_ab: torch.Tensor, m: float, s: float):
     """Bayes-optimal eps (and learned-range v) for N(m, s^2) data; t is the original step index."""
 

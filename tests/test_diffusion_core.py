@@ -21,15 +21,6 @@ from generative_bench.backends.diffusion.schedules import cosine_alpha_bar, cosi
 from generative_bench.errors import InputError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _process(T=50, schedule="linear", variance="fixed_small", rescale=False):
     return GaussianDiffusion(make_betas(schedule, T), variance=variance, rescale_timesteps=rescale)
 

@@ -35,7 +35,7 @@ def gbench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_two_rank_evaluation_equals_one_process(tmp_path, image_folder):
     """Image path: samples + random-init Inception features sharded over 2 ranks, then gathered."""
-    common = ["model=gaussian", f"data=folder", f"data.source.root={image_folder}", "data.shape=[3,8,8]",
+    common = ["model=gaussian", "data=folder", f"data.source.root={image_folder}", "data.shape=[3,8,8]",
               "train.max_steps=20", "train.batch_size=8", "eval.num_samples=24", "eval.batch_size=8",
               "eval.features.pretrained=false", "eval.features.batch_size=8", "eval.kid_subset_size=12",
               "eval.kid_subsets=5", "eval.is_splits=2", "eval.nll.examples=6", "eval.nll.batch_size=6",

@@ -19,14 +19,6 @@ from generative_bench.training.trainer import Trainer
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SHAPE = [3, 16, 16]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run many times faster on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def tiny_backend(shape=SHAPE, **kw):

@@ -9,14 +9,6 @@ import torch.nn.functional as F
 from generative_bench.backends.gan.losses import HingeLoss, NonSaturatingLoss, get_loss
 from generative_bench.errors import InputError
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run many times faster on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def test_hinge_loss_hand_values():

@@ -9,14 +9,6 @@ from generative_bench.backends.gan import (
 )
 from generative_bench.errors import InputError
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run many times faster on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _count(m):

@@ -52,7 +52,6 @@ def write_run(root: Path, job: str, model: str, family: str, seed: int, evaluati
         rows.append(f"{s},{s * 64},{s * 0.1:.2f},0.0002,640," + ",".join(f"{rng.random():.4f}" for _ in log_cols))
     (run / "train_log.csv").write_text("\n".join(rows) + "\n")
     for ev in evaluations:
-        tag = Path(ev["samples_file"]).stem
         arr = (rng.normal(size=(64, 2)).astype(np.float32) if toy
                else rng.integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8))
         np.savez(run / ev["samples_file"], arr)

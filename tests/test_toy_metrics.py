@@ -15,14 +15,6 @@ from generative_bench.evaluation.toy_metrics import (
 KEYS = {"toy_modes", "toy_modes_total", "toy_high_quality", "toy_reverse_kl", "toy_precision", "toy_recall",
         "data_nll_floor_bpd"}
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run many times faster on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """VAE backend: IWAE vs ELBO bounds, sampling, input checks, config, generic-trainer training."""
 
 import functools
-import math
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,6 @@ from generative_bench.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (3, 8, 8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_image_vae(seed: int = 0, **kw) -> VAEBackend:

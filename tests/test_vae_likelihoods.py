@@ -14,14 +14,6 @@ from generative_bench.errors import InputError
 BINS = torch.arange(256, dtype=torch.float32) / 127.5 - 1.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _params(k, c, means, log_scales, logits):
     """Pack (K, C) parameter grids into a (1, 3*K*C, 1, 1) decoder output."""
     p = torch.stack([logits, means, log_scales])  # (3, K, C)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import signal
 import time
 from contextlib import contextmanager
