@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from generative_bench.data.loading import BatchStream  # noqa: E402
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
+from generative_bench.records import cpu_model_name  # noqa: E402
 from generative_bench.training.trainer import Trainer  # noqa: E402
 
 DIFFUSION_SAMPLERS = ({"method": "ancestral", "steps": None}, {"method": "ancestral", "steps": 50},
@@ -49,7 +49,7 @@ def sync(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model_name()}, {torch.get_num_threads()} threads"
 
 
 def build(preset: str):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from generative_bench.evaluation import inception as inc  # noqa: E402
 from generative_bench.evaluation import weights as wts  # noqa: E402
 from generative_bench.evaluation.features import InceptionFeatures  # noqa: E402
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
+from generative_bench.records import cpu_model_name as cpu_name  # noqa: E402
 
 
 def load_images(n: int, root: Path) -> tuple[torch.Tensor, str]:
@@ -48,16 +48,6 @@ def load_images(n: int, root: Path) -> tuple[torch.Tensor, str]:
     files = [f for c in classes for f in sorted(c.glob("*.jpg"))[:per]]
     files = sorted(files, key=lambda f: (f.name, f.parent.name))[:n]  # interleave classes
     return torch.stack([pil_to_uint8_chw(Image.open(f)) for f in files]), f"CIFAR-10 test JPEGs ({root})"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

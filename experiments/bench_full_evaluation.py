@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_features import cpu_name, load_images  # noqa: E402
+from bench_features import load_images  # noqa: E402
 
 from generative_bench.evaluation import inception as inc  # noqa: E402
 from generative_bench.evaluation import weights as wts  # noqa: E402
@@ -47,6 +47,7 @@ from generative_bench.evaluation.features import InceptionFeatures  # noqa: E402
 from generative_bench.evaluation.reference import with_stats  # noqa: E402
 from generative_bench.evaluation.suite import IMAGE_METRICS  # noqa: E402
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
+from generative_bench.records import cpu_model_name as cpu_name  # noqa: E402
 
 NOISE_SIGMA = 8 / 255
 

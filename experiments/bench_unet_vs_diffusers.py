@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generative_bench.backends.nets.unet import UNet  # noqa: E402
+from generative_bench.records import cpu_model_name  # noqa: E402
 
 
 def ours(channels_last: bool = False) -> torch.nn.Module:
@@ -93,7 +94,7 @@ def main() -> None:
         "ratio_ours_over_diffusers": med["ours"] / med["diffusers"],
         "ratio_ours_channels_last_over_diffusers": med["ours_channels_last"] / med["diffusers"],
         "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-        "cpu": _cpu_name(), "loadavg_before": load_before, "loadavg_after": load_after,
+        "cpu": cpu_model_name(), "loadavg_before": load_before, "loadavg_after": load_after,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,14 +103,6 @@ def main() -> None:
     print(_markdown(result))
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _markdown(r: dict) -> str:

@@ -66,6 +66,17 @@ def git_commit(path: str | os.PathLike | None = None) -> tuple[str | None, bool 
         return None, None
 
 
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_info(device: Any = None) -> dict[str, Any]:
     import numpy
     import torch

@@ -46,17 +46,16 @@ def apply_per_model(cfg: DictConfig) -> DictConfig:
     """
     table = cfg.get("per_model") or {}
     name = str(cfg.model.name)
-    unknown = [k for k in table if not isinstance(table[k], (dict, DictConfig))]
-    if unknown:
-        raise InputError(f"per_model.{unknown[0]} must be a mapping of config overrides, got {table[unknown[0]]!r}")
+    not_mappings = [k for k in table if not isinstance(table[k], (dict, DictConfig))]
+    if not_mappings:
+        k = not_mappings[0]
+        raise InputError(f"per_model.{k} must be a mapping of config overrides, got {table[k]!r}")
     if name not in table:
         return cfg
-    patch = OmegaConf.create(OmegaConf.to_container(table[name], resolve=True))
     try:
-        merged = OmegaConf.merge(cfg, patch)
+        return OmegaConf.merge(cfg, table[name])
     except Exception as e:  # omegaconf's ConfigKeyError and friends
         raise InputError(f"per_model.{name}: {e}; fix the key in the experiment preset") from None
-    return merged
 
 
 def run_job(cfg: DictConfig) -> str:

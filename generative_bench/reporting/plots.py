@@ -177,8 +177,6 @@ def quality_metric(table: ProtocolTable):
 def _lines(table: ProtocolTable):
     """One line per (backend, config, budget, sampling method): DDIM and ancestral never share a line."""
     f = table.frame
-    method = f["method"] if "method" in f else ""
-    f = f.assign(method=method)
     for (backend, config, budget, how), grp in f.groupby(["backend", "config", "budget", "method"], sort=True):
         label = " ".join(x for x in (backend, how, config, budget) if x)
         yield label, grp.sort_values("nfe")

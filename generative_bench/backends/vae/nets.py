@@ -79,7 +79,27 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-class ConvVAENet(nn.Module):
+class _EncoderDecoder(nn.Module):
+    """``encoder`` (x -> mean and log-variance stacked on dim 1) and ``decoder`` (z -> likelihood
+    parameters), with the interface the VAE backend uses."""
+
+    encoder: nn.Module
+    decoder: nn.Sequential
+
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last layer; its bias holds the likelihood's initial parameters."""
+        return self.decoder[-1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encoder(x).chunk(2, dim=1)
+        return mean, log_var.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class ConvVAENet(_EncoderDecoder):
     """Residual conv encoder/decoder with a spatial latent of ``latent_channels`` channels.
 
     ``stem_stride`` 1: a 3x3 stem at full resolution; 2: a 4x4 stride-2 stem (and a 4x4
@@ -140,18 +160,6 @@ class ConvVAENet(nn.Module):
         self.decoder = nn.Sequential(*dec)
         he_init_(self, output_layer=head)
 
-    @property
-    def output_layer(self) -> nn.Module:
-        """The last layer; its bias holds the likelihood's initial parameters."""
-        return self.decoder[-1]
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x).chunk(2, dim=1)
-        return mean, log_var.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
 
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     act = _activation(activation)
@@ -163,7 +171,7 @@ def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPVAENet(nn.Module):
+class MLPVAENet(_EncoderDecoder):
     """MLP encoder/decoder for vector data: ``depth`` hidden layers of ``hidden`` units each."""
 
     def __init__(self, data_shape: Sequence[int], out_channels: int, hidden: int = 128, depth: int = 2,
@@ -176,17 +184,6 @@ class MLPVAENet(nn.Module):
         self.encoder = _mlp([d] + [hidden] * depth + [2 * latent_dim], activation)
         self.decoder = _mlp([latent_dim] + [hidden] * depth + [int(out_channels)], activation)
         he_init_(self, output_layer=self.decoder[-1])
-
-    @property
-    def output_layer(self) -> nn.Module:
-        return self.decoder[-1]
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x).chunk(2, dim=1)
-        return mean, log_var.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
 
 
 __all__ = ["ConvVAENet", "MLPVAENet", "ResBlock"]
