@@ -1,6 +1,12 @@
 """The uint8 boundary: images cross every boundary as uint8 NCHW, backends work in [-1, 1].
 
-``to_uint8`` is the guided-diffusion conversion ``((x + 1) * 127.5).round().clamp(0, 255)``.
+``to_uint8`` rounds to the nearest level: ``((x + 1) * 127.5).round().clamp(0, 255)`` (``torch.round``,
+ties to even; the only tie inside [-1, 1] is x = 0 -> 127.5 -> 128). This is *not* what
+guided-diffusion and improved-diffusion do: their ``scripts/image_sample.py`` writes
+``((sample + 1) * 127.5).clamp(0, 255).to(th.uint8)``, and the uint8 cast truncates toward zero.
+The two differ by at most one level per pixel (truncation is never higher), and truncation makes
+images darker by half a level on average; rounding is unbiased, so the project keeps it.
+:data:`UINT8_RULE` names the rule so that results can record how their samples were decoded.
 """
 
 from __future__ import annotations
@@ -8,6 +14,9 @@ from __future__ import annotations
 import torch
 
 from generative_bench.errors import InputError
+
+#: The float -> uint8 rule of :func:`to_uint8`, recorded in results fingerprints.
+UINT8_RULE = "round((x + 1) * 127.5) clamped to [0, 255]"
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -20,7 +29,11 @@ def to_model_space(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 with round-and-clamp of (x + 1) * 127.5."""
+    """float in [-1, 1] -> uint8: (x + 1) * 127.5 rounded to nearest (ties to even), clamped to [0, 255].
+
+    guided-diffusion's sampling script truncates instead (``.clamp(0, 255).to(th.uint8)``), which gives
+    one level less wherever the fractional part is >= 0.5, e.g. 10.7 -> 10 there and 11 here.
+    """
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).flatten(1).any(1).sum().item() if x.ndim > 1 else -1
         raise InputError(

@@ -8,6 +8,14 @@ the network is always called with the timestep it was trained on.
 
 Specs: an int or ``"50"`` (evenly strided), ``"10,10,10"`` (sections of the range, each strided),
 or ``"ddim50"`` (an integer stride giving exactly 50 steps, as in DDIM).
+
+:func:`space_timesteps` keeps exactly the steps of ``space_timesteps`` in improved-diffusion
+(``improved_diffusion/respace.py``; guided-diffusion's ``guided_diffusion/respace.py`` has the
+same function), checked for every spec family by ``experiments/check_respacing_reference.py``
+(see ``reports/respacing_vs_improved_diffusion.md``). Where the reference fails with a
+ValueError, or silently keeps no steps for a section count of 0, this module raises an
+:class:`InputError` that says what to change. The one addition: ``"ddimT"`` for a process of
+T=1 step keeps that step (the reference finds no stride there and raises).
 """
 
 from __future__ import annotations
@@ -20,9 +28,8 @@ from generative_bench.errors import InputError
 
 def _ddim_steps(num_timesteps: int, count: int) -> list[int]:
     for stride in range(1, num_timesteps):
-        steps = list(range(0, num_timesteps, stride))
-        if len(steps) == count:
-            return steps
+        if len(range(0, num_timesteps, stride)) == count:
+            return list(range(0, num_timesteps, stride))
     if count == num_timesteps:
         return list(range(num_timesteps))
     raise InputError(f"cannot make exactly {count} evenly strided steps out of {num_timesteps}; "
@@ -53,7 +60,14 @@ def space_timesteps(num_timesteps: int, spec: int | str) -> list[int]:
             raise InputError(f"respacing {spec!r} asks for {count} steps from a section of {size} "
                              f"(the process has T={num_timesteps}); use fewer steps")
         stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
-        kept += [start + round(stride * j) for j in range(count)]
+        # A running float sum, rounded at each take (round-half-to-even), exactly as the
+        # reference does. ``round(stride * j)`` is not equivalent: the accumulated sum carries
+        # float error that sometimes lands on the other side of a .5 boundary (278 of the
+        # 1000 single-section counts at T=1000 keep a different step that way).
+        position = 0.0
+        for _ in range(count):
+            kept.append(start + round(position))
+            position += stride
         start += size
     return sorted(set(kept))
 
