@@ -5,6 +5,8 @@
     gbench -m model=gan,vae seed=0,1,2 ...   any Hydra sweep; its report is built at the end
     gbench run|train|sample|evaluate [overrides]   one stage (or the whole pipeline) in one run folder
     gbench report DIR... [--out OUT]           leaderboard + HTML report over run/sweep folders
+    gbench compare NEW BASELINE [--tolerance ...]   regression gate: exit 1 on regressions, 3 on a
+                                    protocol change (generative_bench.reporting.compare)
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         from generative_bench.cli.report import report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv[:1] == ["compare"]:
+        from generative_bench.cli.compare import compare_main
+
+        sys.exit(compare_main(argv[1:]))
     import hydra
 
     from generative_bench.cli import task
