@@ -1,7 +1,7 @@
 """Inception weights: lookup order, download with checksum, clear errors offline or on a bad file.
 
 A real ``pt_inception-2015-12-05`` file cannot be made here, so the tests that need an accepted
-file patch the expected sha256 prefix to that of a saved random state dict.
+file patch the expected full sha256 to that of a saved random state dict.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_wrong_sha256_is_rejected(tmp_path, monkeypatch):
 
 def test_verified_file_loads_and_is_fingerprinted(state_file, monkeypatch):
     path, digest = state_file
-    monkeypatch.setattr(wts, "SHA256_PREFIX", digest[:8])
+    monkeypatch.setattr(wts, "KNOWN_SHA256", digest)
     ext = InceptionFeatures(weights=path)
     d = ext.describe()
     assert d["pretrained"] is True and d["comparable"] is True and d["warning"] is None
@@ -74,7 +74,7 @@ def test_verified_file_loads_and_is_fingerprinted(state_file, monkeypatch):
 
 def test_cache_and_download(state_file, monkeypatch):
     path, digest = state_file
-    monkeypatch.setattr(wts, "SHA256_PREFIX", digest[:8])
+    monkeypatch.setattr(wts, "KNOWN_SHA256", digest)
     monkeypatch.setattr(wts, "URLS", ("http://127.0.0.1:9/unreachable.pth", path.as_uri()))
     got, sha = wts.resolve_inception_weights()  # first URL fails, the mirror works
     assert got == wts.cache_dir() / wts.FILENAME and sha == digest

@@ -10,7 +10,8 @@ known exactly and serves as the floor for every model's bits/dim.
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from typing import Any, Mapping
 
 import torch
 from torch.utils.data import Dataset
@@ -73,6 +74,10 @@ class RingOfGaussians(GaussianMixture2D):
         means = radius * torch.stack([angles.cos(), angles.sin()], 1)
         super().__init__(means, std, size, seed, split)
 
+    def describe(self) -> dict[str, Any]:
+        # the first mean is (radius, 0): the ring is fully described by modes, radius and std
+        return {**super().describe(), "radius": float(self.means[0, 0])}
+
 
 class GridOfGaussians(GaussianMixture2D):
     """25 Gaussians on {-4, -2, 0, 2, 4}^2, std 0.05."""
@@ -89,4 +94,55 @@ def is_toy(dataset) -> bool:
     return isinstance(dataset, GaussianMixture2D)
 
 
-__all__ = ["GaussianMixture2D", "RingOfGaussians", "GridOfGaussians", "is_toy"]
+#: bounds a description's parameters must lie in to be rebuilt
+MAX_MODES = 1000
+MAX_ABS_PARAM = 1e6
+
+
+def _number(desc: Mapping[str, Any], key: str, default: float) -> float | None:
+    """``desc[key]`` as a finite float (``default`` when absent); None when it is not a plain number."""
+    value = desc.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and abs(value) < MAX_ABS_PARAM else None
+
+
+def mixture_from_description(desc: Mapping[str, Any] | None, size: int = 64) -> GaussianMixture2D | None:
+    """Rebuild a ring or grid mixture from its ``describe()`` output (e.g. a record's ``data``), or None.
+
+    Only the two known families are rebuilt, from plain numbers: a ring (``ring8``-style name;
+    ``modes`` 1..1000, ``radius`` and ``std``) and the 5x5 grid (``grid25``; ``std``). Missing
+    parameters take the class defaults; a description with any other name, a parameter that is
+    not a finite number in range (``0 < std``, ``|radius|`` and ``std`` below 1e6) or a mode
+    count the family cannot have gives None. ``size`` points are drawn (the density is exact
+    whatever the size).
+    """
+    if not isinstance(desc, Mapping):
+        return None
+    name = desc.get("name") if isinstance(desc.get("name"), str) else desc.get("dataset")
+    if not isinstance(name, str):
+        return None
+    name = name.strip().lower()
+    std_default = 0.01 if name.startswith("ring") else 0.05
+    std = _number(desc, "std", std_default)
+    if std is None or std <= 0:
+        return None
+    modes = _number(desc, "modes", 8 if name.startswith("ring") else 25)
+    if modes is None or modes != int(modes) or not 1 <= modes <= MAX_MODES:
+        return None
+    if re.fullmatch(r"ring\d*", name):
+        radius = _number(desc, "radius", 1.0)
+        if radius is None:
+            return None
+        return RingOfGaussians(size=size, modes=int(modes), radius=radius, std=std)
+    if re.fullmatch(r"grid\d*", name):
+        if int(modes) != 25:
+            return None
+        return GridOfGaussians(size=size, std=std)
+    return None
+
+
+__all__ = ["GaussianMixture2D", "RingOfGaussians", "GridOfGaussians", "is_toy", "mixture_from_description"]

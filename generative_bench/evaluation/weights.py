@@ -2,8 +2,9 @@
 
 The weights are the TF ``inception-2015-12-05`` graph converted to PyTorch, published by
 pytorch-fid as ``pt_inception-2015-12-05-6726825d.pth`` (torch-fidelity mirrors the same file).
-Like ``torch.hub``, the file name carries the first 8 hex digits of the file's sha256; every file
-is checked against that prefix before use and its full sha256 is recorded with the results.
+Like ``torch.hub``, the file name carries the first 8 hex digits of the file's sha256. Every file
+(given, cached or downloaded) is checked against the file's full sha256 (:data:`KNOWN_SHA256`)
+before use, and that digest is recorded with the results.
 
 Where the file is looked for, in order:
 
@@ -27,8 +28,9 @@ import torch
 from generative_bench.errors import WeightsUnavailableError
 
 FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+#: the digest prefix carried in the file name (for display; files are checked against KNOWN_SHA256)
 SHA256_PREFIX = "6726825d"
-# Full digest of the published file (95,628,359 bytes, 566 tensors), as recorded by its users.
+#: full sha256 of the published file (95,628,359 bytes, 566 tensors); every file must match it
 KNOWN_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 URLS = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILENAME,
@@ -65,15 +67,18 @@ def how_to_provide() -> str:
 
 
 def verify(path: str | os.PathLike) -> str:
-    """Return the file's full sha256; raise WeightsUnavailableError unless it starts with 6726825d."""
+    """Return the file's sha256; raise WeightsUnavailableError unless it equals :data:`KNOWN_SHA256`.
+
+    The whole digest is compared, not the 8-digit prefix in the file name.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"Inception weights file {path} does not exist. {how_to_provide()}")
     digest = file_sha256(path)
-    if not digest.startswith(SHA256_PREFIX):
+    if digest.lower() != KNOWN_SHA256.lower():
         raise WeightsUnavailableError(
             f"Inception weights file {path} has sha256 {digest}, but the FID Inception weights "
-            f"({FILENAME}) have sha256 {KNOWN_SHA256} (prefix {SHA256_PREFIX}): the file is corrupt, "
+            f"({FILENAME}) have sha256 {KNOWN_SHA256}: the file is corrupt, "
             f"truncated or a different network. Delete it and download it again from {URLS[0]}."
         )
     return digest

@@ -5,6 +5,11 @@ Inputs may be run folders, Hydra multirun sweep folders or any parent folder: ev
 dropped silently: records that are not ``completed`` (failed / interrupted / running), records
 that cannot be read, and Hydra job folders (a ``.hydra/`` subfolder) without any record are kept
 as :class:`RunProblem` entries and listed in their own table.
+
+Run folders are untrusted input (they may come from someone else): a path a record names is
+only opened when it resolves, symlinks followed, inside its run folder (:func:`contained_path`);
+any other path is ignored and a warning says so in the report. Control characters are removed
+from every string read from a record or log.
 """
 
 from __future__ import annotations
@@ -36,12 +41,67 @@ _ITERATIVE_FAMILIES = ("diffusion", "ddpm", "iddpm", "score", "flow_matching")
 _T_KEYS = ("num_timesteps", "timesteps", "diffusion_steps", "steps", "T")
 
 
+#: C0 control characters (tab, newline and carriage return excepted) and DEL; removed from
+#: record text because the renderers use \x01/\x02 as their own bold markers
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+#: evaluation keys that name a file inside the run folder
+FILE_KEYS = ("samples_file", "grid_file")
+
+
+def clean_text(text: Any) -> str:
+    """``str(text)`` without control characters (tab and line breaks kept)."""
+    return _CONTROL.sub("", str(text))
+
+
+def _clean(obj: Any) -> Any:
+    """A JSON value with control characters removed from every string (keys included)."""
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, dict):
+        return {clean_text(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def contained_path(run_dir: str | os.PathLike, recorded: Any) -> Path | None:
+    """``run_dir / recorded`` resolved (symlinks followed) when it stays inside ``run_dir``, else None.
+
+    ``recorded`` is a path read from a run folder (e.g. an evaluation's ``samples_file``): it must
+    be a non-empty relative path without ``..`` components or NUL characters, and its resolved
+    target must lie inside the resolved run folder. Absolute paths, traversal and symlinks that
+    lead elsewhere give None; the caller then ignores the path. Whether the file exists is not
+    checked.
+    """
+    if isinstance(recorded, os.PathLike):
+        recorded = os.fspath(recorded)
+    if not isinstance(recorded, str) or not recorded.strip() or "\x00" in recorded:
+        return None
+    rel = Path(recorded)
+    if rel.is_absolute() or rel.drive or rel.root or ".." in rel.parts:
+        return None
+    try:
+        base = Path(run_dir).resolve()
+        target = (base / rel).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop or an unusable name
+        return None
+    if target == base or not target.is_relative_to(base):
+        return None
+    return target
+
+
 @dataclass
 class RunEntry:
-    """One readable, completed ``results.json`` and the folder that holds it."""
+    """One readable, completed ``results.json`` and the folder that holds it.
+
+    ``warnings`` lists what the report refused to use from the record (e.g. a samples path
+    outside the run folder).
+    """
 
     run_dir: Path
     data: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def backend_name(self) -> str:
@@ -88,14 +148,19 @@ class Collection:
     records: list[RunEntry]
     problems: list[RunProblem]
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the report refused to use from the run folders, one line each."""
+        return [w for r in self.records for w in r.warnings]
+
     def display_path(self, path: Path) -> str:
         """``<input folder name>/<path below it>`` for tables; the full path if outside every input."""
         path = Path(path).resolve()
         for root in sorted((p.resolve() for p in self.inputs), key=lambda p: -len(p.parts)):
             base = root.parent if root.is_file() else root
             if path == base or base in path.parents:
-                return str(Path(base.name) / path.relative_to(base))
-        return str(path)
+                return clean_text(Path(base.name) / path.relative_to(base))
+        return clean_text(path)
 
 
 def _is_job_dir(path: Path) -> bool:
@@ -106,31 +171,37 @@ def _last_log_line(job_dir: Path) -> str | None:
     """Last non-empty line of the Hydra job log (``<job>.log``), a hint of where it stopped."""
     logs = sorted(job_dir.glob("*.log"))
     for log in logs:
+        path = contained_path(job_dir, log.name)
+        if path is None or not path.is_file():
+            continue
         try:
-            lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
             continue
         if lines:
-            return f"{log.name}: {lines[-1][:300]}"
+            return clean_text(f"{log.name}: {lines[-1][:300]}")
     return None
 
 
 def _hydra_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
+    path = contained_path(job_dir, ".hydra/overrides.yaml")
+    if path is None or not path.is_file():
         return []
     try:
         from omegaconf import OmegaConf
 
-        return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path)) or []]
+        return [clean_text(o) for o in OmegaConf.to_container(OmegaConf.load(path)) or []]
     except Exception:  # a broken overrides file must not stop the report
         return []
 
 
-def _find(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """(results.json files, Hydra job folders without one) below the inputs, de-duplicated."""
+def _find(inputs: Sequence[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(results.json files, Hydra job folders without one, results.json symlinks that lead out of
+    their folder) below the inputs, de-duplicated. A found record's path is its resolved folder
+    plus ``results.json``, so the run folder is the folder that holds the file."""
     results: dict[Path, None] = {}
     jobs: dict[Path, None] = {}
+    escaped: dict[Path, None] = {}
     for root in inputs:
         if root.is_file():
             if root.name != RESULTS_FILE:
@@ -143,11 +214,30 @@ def _find(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
             dirnames[:] = sorted(d for d in dirnames if d not in (".hydra", "checkpoints", "samples", "__pycache__")
                                  and not d.startswith(".venv"))
             if RESULTS_FILE in filenames:
-                results[(here / RESULTS_FILE).resolve()] = None
+                if contained_path(here, RESULTS_FILE) is not None:
+                    results[here.resolve() / RESULTS_FILE] = None
+                else:
+                    escaped[here.resolve() / RESULTS_FILE] = None
             elif _is_job_dir(here):
                 jobs[here.resolve()] = None
     job_list = [j for j in jobs if not any(r.parent == j or j in r.parents for r in results)]
-    return sorted(results), sorted(job_list)
+    return sorted(results), sorted(job_list), sorted(escaped)
+
+
+def _check_files(run_dir: Path, data: dict[str, Any]) -> list[str]:
+    """Drop evaluation file paths that lead outside ``run_dir``; one warning per dropped path."""
+    warnings = []
+    evaluations = data.get("evaluations")
+    for ev in evaluations if isinstance(evaluations, list) else []:
+        if not isinstance(ev, dict):
+            continue
+        for key in FILE_KEYS:
+            value = ev.get(key)
+            if value is None or contained_path(run_dir, value) is not None:
+                continue
+            ev[key] = None
+            warnings.append(f"{run_dir.name}: {key} {str(value)[:200]!r} is not inside the run folder; ignored")
+    return warnings
 
 
 def collect_runs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> Collection:
@@ -160,19 +250,21 @@ def collect_runs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> Col
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise InputError(f"report input(s) do not exist: {', '.join(missing)}")
-    result_files, job_dirs = _find(paths)
-    if not result_files and not job_dirs:
+    result_files, job_dirs, escaped = _find(paths)
+    if not result_files and not job_dirs and not escaped:
         raise InputError(f"no {RESULTS_FILE} and no Hydra job folder found below {', '.join(map(str, paths))}; "
                          "pass the folder(s) that training/evaluation runs wrote")
     records: list[RunEntry] = []
-    problems: list[RunProblem] = []
+    problems: list[RunProblem] = [
+        RunProblem(path.parent, "unreadable", error=f"{RESULTS_FILE} is a link to a file outside its run folder; "
+                                                    "not read") for path in escaped]
     for path in result_files:
         run_dir = path.parent
         try:
             with open(path) as f:
-                data = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            problems.append(RunProblem(run_dir, "unreadable", error=f"{RESULTS_FILE} cannot be read: {e}"))
+                data = _clean(json.load(f))
+        except (OSError, json.JSONDecodeError, RecursionError) as e:
+            problems.append(RunProblem(run_dir, "unreadable", error=clean_text(f"{RESULTS_FILE} cannot be read: {e}")))
             continue
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
@@ -181,7 +273,7 @@ def collect_runs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> Col
             continue
         status = str(data.get("status") or "unknown")
         if status == "completed":
-            records.append(RunEntry(run_dir, data))
+            records.append(RunEntry(run_dir, data, warnings=_check_files(run_dir, data)))
             continue
         err = data.get("error") or {}
         message = err.get("message") if isinstance(err, dict) else str(err)
@@ -333,9 +425,10 @@ def measurements(collection: Collection) -> list[dict[str, Any]]:
                 "device": (d.get("environment") or {}).get("device_name") or (d.get("environment") or {}).get("device"),
                 "benchmark": (d.get("protocol") or {}).get("name") if isinstance(d.get("protocol"), dict) else None,
                 "samples_file": ev.get("samples_file"),
+                "grid_file": ev.get("grid_file"),
             })
     return rows
 
 
-__all__ = ["Collection", "RunProblem", "RunEntry", "collect_runs", "config_variant", "measurements",
-           "network_evaluations", "protocol_of", "settings_label"]
+__all__ = ["Collection", "RunProblem", "RunEntry", "clean_text", "collect_runs", "config_variant", "contained_path",
+           "measurements", "network_evaluations", "protocol_of", "settings_label"]

@@ -3,6 +3,10 @@
 Order: title, banner(s), summary, per protocol (fingerprint, table, footnotes, trade-off and
 precision/recall plots, sample montages), failed and unfinished runs, the published anchors in
 a separate labelled block, training curves, and per run the Hydra overrides that made it.
+
+Every piece of record or file-system text is escaped (:func:`html.escape`, quotes included, so
+also inside attributes); links to run files are made only for files that resolve inside their
+run folder, and what the report refused to use from the run folders is listed near the top.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 
 from generative_bench.io import atomic_write_text
 from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, anchors_frame
-from generative_bench.reporting.collect import Collection
+from generative_bench.reporting.collect import Collection, clean_text, contained_path
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, NOT_COMPARABLE, Leaderboard,
                                                     display_frame, fingerprint_items)
 from generative_bench.reporting.render import banner
@@ -40,6 +44,11 @@ th{background:#f3f3f3} tr.flag td{background:#fff4f4}
 
 def _esc(text: Any) -> str:
     return html.escape(str(text)).replace(BOLD_OPEN, "<b>").replace(BOLD_CLOSE, "</b>")
+
+
+def _esc_plain(text: Any) -> str:
+    """Escape text that carries no bold markers (file names, messages): control characters dropped."""
+    return html.escape(clean_text(text))
 
 
 def _table(frame: pd.DataFrame, flags: list[bool] | None = None, cls: str = "") -> str:
@@ -81,9 +90,10 @@ def _run_section(collection: Collection, images: _Images, plots: dict[str, Any])
     entries += [(p.run_dir, p.status, p.backend or "?", p.seed, p.overrides, None, p.stage) for p in collection.problems]
     for run_dir, status, backend, seed, overrides, command, stage in sorted(entries, key=lambda e: str(e[0])):
         files = [images.link(run_dir / f, f) for f in ("results.json", "config.yaml", "train_log.csv", ".hydra/overrides.yaml")
-                 if (run_dir / f).is_file()]
-        cmd = command if isinstance(command, str) else (" ".join(shlex.quote(c) for c in command) if command else None)
-        lines = [f"<b>{_esc(run_dir.name)}</b> — {_esc(backend)}, seed {_esc(seed)}, status <b>{_esc(status)}</b>"
+                 if (target := contained_path(run_dir, f)) is not None and target.is_file()]
+        cmd = command if isinstance(command, str) else (" ".join(shlex.quote(str(c)) for c in command) if command else None)
+        lines = [f"<b>{_esc_plain(run_dir.name)}</b> — {_esc(backend)}, seed {_esc(seed)}, "
+                 f"status <b>{_esc(status)}</b>"
                  + (f", stage {_esc(stage)}" if stage else ""),
                  f"run folder: <code>{_esc(collection.display_path(run_dir))}</code>",
                  "Hydra overrides: <code>" + (_esc(" ".join(shlex.quote(o) for o in overrides)) or "(none)") + "</code>"]
@@ -93,7 +103,8 @@ def _run_section(collection: Collection, images: _Images, plots: dict[str, Any])
             lines.append("files: " + " · ".join(files))
         curve = plots.get("training", {}).get(str(run_dir))
         parts.append('<div class="run">' + "<br>".join(lines) + (
-            f'<div class="figs">{images.tag(curve, f"training curves {run_dir.name}", 700)}</div>' if curve else "") + "</div>")
+            f'<div class="figs">{images.tag(curve, clean_text(f"training curves {run_dir.name}"), 700)}</div>'
+            if curve else "") + "</div>")
     return "\n".join(parts)
 
 
@@ -109,6 +120,9 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
     if b:
         body.append(f'<div class="banner">{_esc(b)}</div>')
     body.append(f"<p>{_esc(summary)}</p>")
+    if collection.warnings:
+        body.append("<h2>Ignored in the run folders</h2><ul>"
+                    + "".join(f"<li>{_esc_plain(w)}</li>" for w in collection.warnings) + "</ul>")
     for table in board.tables:
         disp = display_frame(table)
         body.append(f'<h2 id="{table.pid}">{_esc(table.title)}</h2>')
@@ -134,7 +148,8 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
     body.append("<h2>Runs</h2>")
     body.append(_run_section(collection, images, plots))
     if plot_errors:
-        body.append("<h2>Figures that could not be made</h2><ul>" + "".join(f"<li>{_esc(e)}</li>" for e in plot_errors)
+        body.append("<h2>Figures that could not be made</h2><ul>"
+                    + "".join(f"<li>{_esc_plain(e)}</li>" for e in plot_errors)
                     + "</ul>")
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

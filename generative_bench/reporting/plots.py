@@ -9,6 +9,11 @@
 
 Every figure is made independently: a broken file costs its own figure, recorded in the
 returned errors, never the whole report.
+
+Run folders are untrusted: only files that resolve inside their run folder are read
+(:func:`~generative_bench.reporting.collect.contained_path`), nothing is built or called from a
+run's configuration (the toy density comes from the record's plain-number data description),
+and every figure is written directly inside the output folder under a sanitised name.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import math
 import re
 import textwrap
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from generative_bench.errors import InputError
+from generative_bench.reporting.collect import contained_path
 from generative_bench.reporting.leaderboard import METRICS, NOT_COMPARABLE, QUALITY_ORDER, Leaderboard, ProtocolTable
 
 _LOG_SKIP = {"step", "images_seen", "wall_s", "lr", "images_per_s", "epoch"}
@@ -38,7 +44,21 @@ def _plt():
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:80] or "x"
+    """A file-name-safe form of ``text``: letters, digits, ``_``, ``-`` and single inner dots only.
+
+    No path separator, ``..``, NUL or leading dot survives, so ``out_dir / f"...{slug(x)}..."``
+    always names a file directly inside ``out_dir``.
+    """
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
+    text = re.sub(r"\.{2,}", "_", text)
+    return text[:80].strip("._-") or "x"
+
+
+def _output_file(out_dir: Path, name: str) -> Path:
+    """``out_dir / name`` after checking that it names a file directly inside ``out_dir``."""
+    if not name or name != Path(name).name or name.startswith(".") or "\x00" in name:
+        raise InputError(f"refusing to write figure {name!r}: not a plain file name")
+    return Path(out_dir) / name
 
 
 def load_samples(path: str | Path, max_items: int = 5000) -> np.ndarray:
@@ -73,37 +93,18 @@ def montage(images: np.ndarray, ncol: int = 8, pad: int = 2) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
-def toy_density(run_dir: Path, record: dict[str, Any]):
-    """The run's 2-D mixture (with ``log_prob`` and ``means``), rebuilt from its config, or None.
+def toy_density(record: Mapping[str, Any] | None):
+    """The run's 2-D mixture (with ``log_prob`` and ``means``), or None.
 
-    Only ``_target_``s inside this package are instantiated; otherwise the dataset name picks
-    :class:`~generative_bench.data.toy.RingOfGaussians` or ``GridOfGaussians``.
+    Rebuilt from the record's data description (``record["data"]``, written by the mixture's
+    ``describe()``) through :func:`~generative_bench.data.toy.mixture_from_description`, which
+    knows the ring and grid families and accepts plain, bounded numbers only. Nothing from the
+    run's configuration is instantiated.
     """
-    from omegaconf import OmegaConf
+    from generative_bench.data.toy import mixture_from_description
 
-    source = None
-    cfg_path = Path(run_dir) / "config.yaml"
-    if cfg_path.is_file():
-        source = OmegaConf.select(OmegaConf.load(cfg_path), "data.source")
-    if source is None and isinstance((record.get("config") or {}).get("data"), dict):
-        source = OmegaConf.create(record["config"]["data"]).get("source")
-    target = str(source.get("_target_", "")) if source is not None else ""
-    if target.startswith("generative_bench."):
-        from hydra.utils import instantiate
-
-        try:
-            return instantiate(source, size=64)
-        except Exception:  # fall back to the name below
-            pass
-    from generative_bench.data import toy
-
-    data = record.get("data") or {}
-    name = " ".join(str(data.get(k) or "") for k in ("dataset", "name")).lower() + " " + target.lower()
-    if "ring" in name:
-        return toy.RingOfGaussians(size=64)
-    if "grid" in name:
-        return toy.GridOfGaussians(size=64)
-    return None
+    data = record.get("data") if isinstance(record, Mapping) else None
+    return mixture_from_description(data) if isinstance(data, Mapping) else None
 
 
 def _density_contours(ax, density, points: np.ndarray) -> None:
@@ -114,21 +115,23 @@ def _density_contours(ax, density, points: np.ndarray) -> None:
     hi = np.maximum(means.max(0), np.percentile(points, 99, axis=0)) + 6 * density.std + 0.2
     xs, ys = np.linspace(lo[0], hi[0], 400), np.linspace(lo[1], hi[1], 400)
     gx, gy = np.meshgrid(xs, ys)
-    logp = density.log_prob(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))).numpy().reshape(gx.shape)
+    grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))
+    # in chunks: a mixture may have up to 1000 modes
+    logp = torch.cat([density.log_prob(c) for c in grid.split(8192)]).numpy().reshape(gx.shape)
     top = float(logp.max())
     ax.contour(gx, gy, logp, levels=[top - 8, top - 4.5, top - 2, top - 0.5], colors="tab:red", linewidths=0.7)
 
 
-def plot_samples(path: Path, out: Path, title: str, run_dir: Path | None = None,
-                 record: dict[str, Any] | None = None) -> Path:
+def plot_samples(path: Path | None, out: Path, title: str, record: Mapping[str, Any] | None = None,
+                 grid_png: Path | None = None) -> Path:
     """Montage of the first 64 images, or a scatter of 2-D points over the true density.
 
     A run folder published without its sample ``.npz`` (weights and samples left out to save
-    space) still has the grid PNG the harness wrote beside it: that is shown instead.
+    space) still has the grid PNG the harness wrote beside it (``grid_png``): that is shown
+    instead. Both paths must already be checked by the caller (see :func:`make_plots`).
     """
     plt = _plt()
-    grid_png = Path(path).with_name(Path(path).stem + "_grid.png")
-    if not Path(path).is_file() and grid_png.is_file():
+    if (path is None or not Path(path).is_file()) and grid_png is not None and Path(grid_png).is_file():
         from PIL import Image
 
         with Image.open(grid_png) as im:
@@ -138,11 +141,13 @@ def plot_samples(path: Path, out: Path, title: str, run_dir: Path | None = None,
         ax.axis("off")
         ax.set_title(textwrap.fill(f"{title} (grid PNG)", 70), fontsize=9)
         return _save(fig, out)
+    if path is None:
+        raise InputError("no samples file inside the run folder")
     arr = load_samples(path)
     if arr.ndim == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.scatter(arr[:, 0], arr[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples")
-        density = toy_density(run_dir, record or {}) if run_dir is not None else None
+        density = toy_density(record)
         if density is not None:
             _density_contours(ax, density, arr)
             ax.plot([], [], color="tab:red", lw=0.7, label="true density (log-p contours)")
@@ -278,9 +283,37 @@ def plot_training(log_csv: Path, out: Path, title: str) -> Path | None:
     return _save(fig, out)
 
 
+def _sample_files(row: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    """(samples npz, grid PNG) of a measurement row, each only when inside the row's run folder.
+
+    The grid PNG is the recorded ``grid_file``, else ``<samples stem>_grid.png`` beside the npz.
+    """
+    run_dir = Path(row["run_dir"])
+    samples = contained_path(run_dir, row.get("samples_file"))
+    grid = contained_path(run_dir, row.get("grid_file"))
+    if grid is None and samples is not None:
+        recorded = Path(str(row["samples_file"]))
+        grid = contained_path(run_dir, str(recorded.with_name(recorded.stem + "_grid.png")))
+    return samples, grid
+
+
 def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """All figures under ``out_dir``; returns ({kind: ...paths}, [errors])."""
+    """All figures directly inside ``out_dir``; returns ({kind: ...paths}, [errors]).
+
+    File names are built from :func:`slug` of record content and checked to stay in ``out_dir``;
+    run files are read only when they resolve inside their run folder.
+    """
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise InputError(f"figure folder {str(out_dir)!r} is a symbolic link; remove it or choose another --out folder")
+    used_names: set[str] = set()
+
+    def figure(name: str) -> Path:
+        stem, n = name[:-4], 2
+        while name in used_names:  # two labels with the same slug must not overwrite each other
+            name, n = f"{stem}_{n}.png", n + 1
+        used_names.add(name)
+        return _output_file(out_dir, name)
     made: dict[str, Any] = {"samples": {}, "tradeoff": {}, "precision_recall": {}, "training": {}}
     errors: list[str] = []
 
@@ -296,25 +329,33 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
         samples: dict[str, Path] = {}
         by_backend: dict[str, list[dict[str, Any]]] = {}
         for r in table.rows:
-            if r["samples_file"]:
+            if r["samples_file"] or r.get("grid_file"):
                 by_backend.setdefault(r["backend"], []).append(r)
         for backend, rows in sorted(by_backend.items()):
             rows.sort(key=lambda r: (-(r["nfe"] or 0), str(r["seed"]), r["run_dir"]))
             r = rows[0]
-            path = Path(r["run_dir"]) / r["samples_file"]
+            path, grid = _sample_files(r)
+            if path is None and grid is None:
+                errors.append(f"samples of {backend}: the recorded samples file is not inside {r['run_dir']}; ignored")
+                continue
             title = f"{backend} — {r['sampler']}, seed {r['seed']}"
-            png = attempt(f"samples of {backend} ({path})", lambda: plot_samples(
-                path, out_dir / f"{pid}_samples_{slug(backend)}.png", title, Path(r["run_dir"]), r["record"].data))
+            png = attempt(f"samples of {backend} ({path or grid})", lambda: plot_samples(
+                path, figure(f"{slug(pid)}_samples_{slug(backend)}.png"), title, r["record"].data, grid))
             if png:
                 samples[backend] = png
         made["samples"][pid] = samples
         made["tradeoff"][pid] = attempt(f"trade-off plot {pid}", lambda: plot_quality_speed(
-            table, out_dir / f"{pid}_quality_vs_nfe.png"))
+            table, figure(f"{slug(pid)}_quality_vs_nfe.png")))
         made["precision_recall"][pid] = attempt(f"precision/recall plot {pid}", lambda: plot_precision_recall(
-            table, out_dir / f"{pid}_precision_recall.png"))
+            table, figure(f"{slug(pid)}_precision_recall.png")))
     for i, (run_dir, label) in enumerate(run_dirs):
+        log = contained_path(run_dir, "train_log.csv")
+        if log is None:
+            if Path(run_dir, "train_log.csv").is_symlink():
+                errors.append(f"training curves of {run_dir}: train_log.csv links outside the run folder; ignored")
+            continue
         png = attempt(f"training curves of {run_dir}", lambda: plot_training(
-            Path(run_dir) / "train_log.csv", out_dir / f"train_{i:03d}_{slug(label)}.png", label))
+            log, figure(f"train_{i:03d}_{slug(label)}.png"), label))
         if png:
             made["training"][str(run_dir)] = png
     return made, errors

@@ -4,11 +4,18 @@ Every output carries the same pieces: the NOT-comparable banner when any evaluat
 with non-reference settings (e.g. random-init Inception weights), one table per protocol with
 its fingerprint and footnotes, the failed/unfinished runs, and the published anchors in their
 own clearly labelled block.
+
+Record content is untrusted text: in Markdown it cannot open raw HTML, entities or links (``<``
+and ``>`` become ``&lt;``/``&gt;``, an ``&`` that would start a character reference becomes
+``&amp;``, ``](`` is broken, ``|`` and line breaks are escaped) and the only link targets are the
+report's own figure paths; CSV string cells that a spreadsheet would read as a formula get a
+leading ``'``; LaTeX is escaped character by character and comment lines are kept on one line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -30,10 +37,44 @@ def _plain(text: str) -> str:
     return str(text).replace(BOLD_OPEN, "").replace(BOLD_CLOSE, "")
 
 
+def one_line(text) -> str:
+    """``text`` with every line break replaced by a space (for comment and header lines)."""
+    return re.sub(r"[\r\n\u2028\u2029\x0b\x0c\x85]+", " ", str(text))
+
+
+def record_warnings(board: Leaderboard) -> list[str]:
+    """What the report refused to use from the records behind ``board`` (see ``RunEntry.warnings``)."""
+    seen: dict[str, None] = {}
+    for table in board.tables:
+        for row in table.rows:
+            for w in getattr(row.get("record"), "warnings", None) or []:
+                seen[w] = None
+    return list(seen)
+
+
 # ------------------------------------------------------------------------------------ markdown
 
+#: an ``&`` that would start an HTML character reference in Markdown
+_MD_ENTITY = re.compile(r"&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{0,31};)")
+#: link targets written into Markdown: the report's own relative figure paths
+_SAFE_TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
+def md_text(text) -> str:
+    """Record text for one Markdown line: no raw HTML, entity or link, no line break."""
+    text = _MD_ENTITY.sub("&amp;", str(text)).replace("<", "&lt;").replace(">", "&gt;")
+    return one_line(text.replace("](", "]\\("))
+
+
 def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace(BOLD_OPEN, "**").replace(BOLD_CLOSE, "**")
+    return md_text(text).replace("|", "\\|").replace(BOLD_OPEN, "**").replace(BOLD_CLOSE, "**")
+
+
+def _md_link(label: str, target: str) -> str | None:
+    target = str(target).replace("\\", "/")
+    if not _SAFE_TARGET.fullmatch(target) or ".." in target.split("/"):
+        return None
+    return f"[{_md_cell(label)}]({target})"
 
 
 def _md_table(frame: pd.DataFrame) -> str:
@@ -45,16 +86,19 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def to_markdown(board: Leaderboard, title: str, summary: str, figures: list[tuple[str, str]] | None = None) -> str:
-    out = [f"# {title}", ""]
+    out = [f"# {md_text(title)}", ""]
     b = banner(board)
     if b:
-        out += [f"> **{b}**", ""]
-    out += [summary, ""]
+        out += [f"> **{_md_cell(b)}**", ""]
+    out += [md_text(summary), ""]
+    warnings = record_warnings(board)
+    if warnings:
+        out += ["**Ignored in the run folders:**", ""] + [f"- {_md_cell(w)}" for w in warnings] + [""]
     for table in board.tables:
         disp = display_frame(table)
-        out += [f"## {table.title}", ""]
+        out += [f"## {_md_cell(table.title)}", ""]
         if not table.comparable:
-            out += [f"> **⚠ {NOT_COMPARABLE}** — " + "; ".join(table.reasons), ""]
+            out += [f"> **⚠ {NOT_COMPARABLE}** — " + _md_cell("; ".join(table.reasons)), ""]
         out += ["**Protocol fingerprint**", ""]
         out += [f"- **{k}:** {_md_cell(v)}" for k, v in fingerprint_items(table)]
         out += ["", _md_table(disp.frame), ""]
@@ -66,8 +110,9 @@ def to_markdown(board: Leaderboard, title: str, summary: str, figures: list[tupl
     out += ["## Failed and unfinished runs", ""]
     out += [_md_table(board.failed) if len(board.failed) else "_none_", ""]
     out += anchors_markdown(board)
-    if figures:
-        out += ["## Figures", ""] + [f"- [{_md_cell(label)}]({path})" for label, path in figures] + [""]
+    links = [link for label, path in figures or [] if (link := _md_link(label, path))]
+    if links:
+        out += ["## Figures", ""] + [f"- {link}" for link in links] + [""]
     return "\n".join(out)
 
 
@@ -78,6 +123,27 @@ def anchors_markdown(board: Leaderboard) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------- csv
+
+#: first characters that make a spreadsheet read a cell as a formula
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A string that a spreadsheet would read as a formula, with a leading ``'``; anything else as is."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def safe_csv(frame: pd.DataFrame) -> str:
+    """``frame.to_csv(index=False)`` with :func:`csv_safe` applied to every string cell and header."""
+    shown = frame.copy()
+    shown.columns = [csv_safe(str(c)) for c in frame.columns]
+    for col in shown.columns:
+        if not (pd.api.types.is_numeric_dtype(shown[col]) or pd.api.types.is_bool_dtype(shown[col])):
+            shown[col] = shown[col].map(csv_safe)
+    return shown.to_csv(index=False)
+
 
 def to_csv_text(board: Leaderboard) -> str:
     """Machine-readable numbers (one row per table row); leading ``#`` lines carry the banner and
@@ -107,10 +173,10 @@ def to_csv_text(board: Leaderboard) -> str:
     head = []
     b = banner(board)
     if b:
-        head.append(f"# {b}")
+        head.append(f"# {one_line(b)}")
     head.append("# mean/std over seeds (std: sample standard deviation, ddof=1; empty with one seed); "
                 f"read with pandas.read_csv(path, skiprows={len(head) + 1})")
-    return "\n".join(head) + "\n" + pd.DataFrame(rows).to_csv(index=False)
+    return "\n".join(head) + "\n" + safe_csv(pd.DataFrame(rows))
 
 
 # --------------------------------------------------------------------------------------- latex
@@ -123,7 +189,7 @@ _TEX_UNICODE = {"±": r"$\pm$", "—": "---", "–": "--", "×": r"$\times$", "�
 
 def tex_escape(text) -> str:
     out = []
-    for ch in str(text):
+    for ch in one_line(text):
         out.append(_TEX_SPECIAL.get(ch) or _TEX_UNICODE.get(ch) or ch)
     return "".join(out).replace(BOLD_OPEN, r"\textbf{").replace(BOLD_CLOSE, "}")
 
@@ -143,9 +209,10 @@ def _tex_table(frame: pd.DataFrame, caption: str, notes: list[str]) -> str:
 def to_latex(board: Leaderboard, title: str) -> str:
     b = banner(board)
     out = ["% generated by generative-bench; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
-           f"% {title}"]
+           f"% {one_line(title)}"]
     if b:
-        out.append(f"% {b}")
+        out.append(f"% {one_line(b)}")
+    out += [f"% ignored in the run folders: {one_line(w)}" for w in record_warnings(board)]
     for table in board.tables:
         disp = display_frame(table)
         fp = "Protocol fingerprint: " + "; ".join(f"{k}: {v}" for k, v in fingerprint_items(table)) + "."
@@ -173,10 +240,11 @@ def write_text_outputs(board: Leaderboard, out_dir: Path, formats, title: str, s
         written["md"] = atomic_write_text(out_dir / "leaderboard.md", to_markdown(board, title, summary, figures))
     if "csv" in formats:
         written["csv"] = atomic_write_text(out_dir / "leaderboard.csv", to_csv_text(board))
-        written["failed_csv"] = atomic_write_text(out_dir / "failed_runs.csv", board.failed.to_csv(index=False))
+        written["failed_csv"] = atomic_write_text(out_dir / "failed_runs.csv", safe_csv(board.failed))
     if "tex" in formats:
         written["tex"] = atomic_write_text(out_dir / "leaderboard.tex", to_latex(board, title))
     return written
 
 
-__all__ = ["banner", "tex_escape", "to_csv_text", "to_latex", "to_markdown", "write_text_outputs"]
+__all__ = ["banner", "csv_safe", "md_text", "one_line", "record_warnings", "safe_csv", "tex_escape", "to_csv_text",
+           "to_latex", "to_markdown", "write_text_outputs"]
