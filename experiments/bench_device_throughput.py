@@ -85,7 +85,7 @@ def sample_images_per_s(backend, cfg, device: torch.device, n: int, batch_size: 
     out = []
     backend.eval()
     for extra in settings_list:
-        settings = backend.sampler_settings(**{**OmegaConf.to_container(cfg.model.sampling), **extra})
+        settings = backend.resolve_settings(**{**OmegaConf.to_container(cfg.model.sampling), **extra})
         g = torch.Generator(device=device).manual_seed(0)
         backend.sample(min(n, batch_size), generator=g, batch_size=batch_size, **settings)  # warm-up
         sync(device)

@@ -67,7 +67,7 @@ def main() -> None:
         g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
         fwd = forward_time()  # measured next to each setting: the machine's load drifts
         secs = statistics.median(_timed(lambda: backend.sample(n, generator=g(), batch_size=n, **s)) for _ in range(reps))
-        rows.append({"sampler": name, "settings": backend.sampler_settings(**s), "nfe": nfe, "repeats": reps,
+        rows.append({"sampler": name, "settings": backend.resolve_settings(**s), "nfe": nfe, "repeats": reps,
                      "seconds": secs, "images_per_s": n / secs, "forward_s": fwd, "network_only_s": nfe * fwd,
                      "sampler_overhead": secs / (nfe * fwd) - 1.0})
     base = rows[0]["seconds"]

@@ -8,7 +8,7 @@ random-init state dict saved to a temporary file), the same metric settings (IS 
 ``--kid-subsets`` subsets of ``--kid-subset-size``) and the same thread count, in one process.
 
 * ours: one :class:`InceptionFeatures` pass per image set (pool_3 + spatial + logits), then the
-  harness's metric functions (``generative_bench.evaluation.suite.IMAGE_METRICS``: FID with the
+  harness's metric functions (the declarations in ``generative_bench.evaluation.suite``: FID with the
   scipy sqrtm rule, IS, KID, P/R + D/C) on those features;
 * torchmetrics: ``FrechetInceptionDistance``, ``InceptionScore`` and ``KernelInceptionDistance``,
   each with its own ``NoTrainInceptionV3`` (torch-fidelity's network) as torchmetrics builds it
@@ -45,7 +45,8 @@ from generative_bench.evaluation import inception as inc  # noqa: E402
 from generative_bench.evaluation import weights as wts  # noqa: E402
 from generative_bench.evaluation.features import InceptionFeatures  # noqa: E402
 from generative_bench.evaluation.reference import with_stats  # noqa: E402
-from generative_bench.evaluation.suite import IMAGE_METRICS  # noqa: E402
+from generative_bench.evaluation.schema import MetricInputs, metric  # noqa: E402
+import generative_bench.evaluation.suite  # noqa: E402,F401
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from generative_bench.records import cpu_model_name as cpu_name  # noqa: E402
 
@@ -65,7 +66,7 @@ def ours_full(ext: InceptionFeatures, real: torch.Tensor, fake: torch.Tensor, cf
     feats = ext.extract_tensor(fake, batch_size=bs).as_dict()
     out: dict[str, float] = {}
     for name in ("fid", "is", "kid", "prdc"):
-        out.update(IMAGE_METRICS[name](feats, ref, cfg, 0)[0])
+        out.update(metric(name, "features").compute(MetricInputs(cfg=cfg, features=feats, reference=ref))[0])
     return out
 
 

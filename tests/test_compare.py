@@ -193,6 +193,11 @@ def test_metric_direction_reads_the_leaderboard_declarations(monkeypatch):
     for timing in ("sample_images_per_s_mean", "train_wall_s_mean", "train_steps_mean", "images_seen_mean", "nfe"):
         assert cmp.metric_direction(timing) is None
     # a metric declared later is picked up without touching the comparison
-    added = leaderboard.MetricSpec("sharpness", "Sharpness", "higher", ("sharpness", "toy_sharpness"))
-    monkeypatch.setattr(leaderboard, "METRICS", leaderboard.METRICS + (added,))
-    assert cmp.metric_direction("sharpness_mean") == "higher" and cmp.metric_direction("toy_sharpness") == "higher"
+    from generative_bench.evaluation.schema import Metric, Output, register, unregister
+
+    register(Metric("sharpness", "toy", compute=lambda inp: ({}, {}),
+                    outputs=(Output("toy_sharpness", "Sharpness", "higher", column="sharpness"),)))
+    try:
+        assert cmp.metric_direction("sharpness_mean") == "higher" and cmp.metric_direction("toy_sharpness") == "higher"
+    finally:
+        unregister("sharpness")

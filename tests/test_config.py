@@ -31,9 +31,9 @@ def test_small_presets_compose_and_build(compose, model, data):
     backend = instantiate(cfg.model.backend)
     assert isinstance(backend, Backend)
     assert list(backend.data_shape) == list(cfg.data.shape)
-    assert backend.sampler_settings(**OmegaConf.to_container(cfg.model.sampling)) is not None
+    assert backend.resolve_settings(**OmegaConf.to_container(cfg.model.sampling)) is not None
     for extra in cfg.model.get("sampling_sweep", []):
-        backend.sampler_settings(**{**OmegaConf.to_container(cfg.model.sampling), **OmegaConf.to_container(extra)})
+        backend.resolve_settings(**{**OmegaConf.to_container(cfg.model.sampling), **OmegaConf.to_container(extra)})
 
 
 def test_model_preset_sets_its_own_learning_rate_and_user_override_wins(compose):

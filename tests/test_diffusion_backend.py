@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from generative_bench.backends.diffusion import DiffusionBackend
 from generative_bench.backends.diffusion.losses import HybridLoss
-from generative_bench.backends.diffusion.timestep_sampler import LossSecondMomentSampler
+from generative_bench.backends.diffusion.timestep_distribution import LossSecondMomentTimesteps
 from generative_bench.backends.nets.mlp_denoiser import MLPDenoiser
 from generative_bench.backends.nets.unet import UNet
 from generative_bench.data.loading import BatchStream
@@ -67,7 +67,7 @@ def test_presets_pick_the_net_by_data_shape(compose, model):
     OmegaConf.resolve(cfg)
     backend = instantiate(cfg.model.backend)
     assert isinstance(backend.net, MLPDenoiser)
-    settings = backend.sampler_settings(**OmegaConf.to_container(cfg.model.sampling))
+    settings = backend.resolve_settings(**OmegaConf.to_container(cfg.model.sampling))
     assert settings["clip_denoised"] is False  # vectors are not clipped to [-1, 1]
     steps = [s.get("steps") for s in OmegaConf.to_container(cfg.model.sampling_sweep)]
     assert {10, 25, 50, 250}.issubset(steps)
@@ -80,14 +80,14 @@ def test_bad_settings_are_clear_errors():
         _vector_backend(loss="simple", variance="learned_range")
     with pytest.raises(InputError, match="unknown variance"):
         _vector_backend(variance="fixed")
-    with pytest.raises(InputError, match="timestep sampler"):
-        _vector_backend(timestep_sampler="importance")
+    with pytest.raises(InputError, match="timestep distribution"):
+        _vector_backend(timestep_distribution="importance")
     with pytest.raises(InputError, match="image_net"):
         DiffusionBackend([3, 8, 8], vector_net=TINY_MLP)
     b = _vector_backend()
     with pytest.raises(InputError, match="unknown diffusion sampling method"):
         b.sample(2, method="plms")
-    with pytest.raises(TypeError, match="unknown sampling option"):
+    with pytest.raises(InputError, match="unknown sampling option"):
         b.sample(2, temperature=1.0)
     with pytest.raises(InputError, match="use fewer steps"):
         b.sample(2, steps=50)
@@ -114,7 +114,7 @@ def test_vector_sampling_and_batches():
     x = b.sample(10, generator=g(), batch_size=4, method="ddim", steps=10)
     assert x.dtype == torch.float32 and x.shape == (10, 2) and torch.isfinite(x).all()
     assert torch.equal(x, b.sample(10, generator=g(), batch_size=4, method="ddim", steps=10))
-    assert b.sampler_settings(steps=10)["clip_denoised"] is False  # untrained: the data range is unknown
+    assert b.resolve_settings(steps=10)["clip_denoised"] is False  # untrained: the data range is unknown
     with pytest.raises(InputError, match="training data's range"):
         b.sample(2, clip_denoised=True)
 
@@ -127,7 +127,7 @@ def test_vector_backend_clips_to_the_training_range(tmp_path):
     b = trainer.ema.shadow  # buffers travel with the EMA copy
     seen = x[:64]  # 4 steps x 16 = one epoch: every point was seen
     assert torch.equal(b.data_min, seen.amin(0)) and torch.equal(b.data_max, seen.amax(0))
-    assert b.sampler_settings()["clip_denoised"] is True
+    assert b.resolve_settings()["clip_denoised"] is True
     s = b.sample(200, generator=torch.Generator().manual_seed(0), steps=5)
     # the last step returns the (clipped) x0 prediction itself, so every sample lies in the range
     assert (s >= b.data_min - 1e-6).all() and (s <= b.data_max + 1e-6).all()
@@ -149,7 +149,7 @@ def test_hybrid_loss_stops_the_gradient_of_the_vlb_term_at_the_mean():
 
 
 def test_loss_second_moment_sampler():
-    s = LossSecondMomentSampler(3, history_per_term=2, uniform_prob=0.1)
+    s = LossSecondMomentTimesteps(3, history_per_term=2, uniform_prob=0.1)
     assert torch.allclose(s.probabilities(), torch.full((3,), 1 / 3, dtype=torch.float64))
     s.update(torch.tensor([0, 0, 0, 1, 1, 2]), torch.tensor([1.0, 2.0, 3.0, 4.0, 4.0, 9.0]))
     assert s.loss_history[0].tolist() == [2.0, 3.0] and s.loss_counts.tolist() == [2, 2, 1]
@@ -177,7 +177,7 @@ def test_trainer_resume_reproduces_the_uninterrupted_run(tmp_path):
     x = torch.randn(64, 2) * 0.5
 
     def make():
-        return _vector_backend(timesteps=4, schedule="cosine", loss="vlb", variance="learned_range", timestep_sampler="loss-second-moment")
+        return _vector_backend(timesteps=4, schedule="cosine", loss="vlb", variance="learned_range", timestep_distribution="loss-second-moment")
 
     torch.manual_seed(123)
     full = Trainer(make(), BatchStream(x, 16, seed=0), _train_cfg(8), tmp_path / "a")
@@ -189,7 +189,7 @@ def test_trainer_resume_reproduces_the_uninterrupted_run(tmp_path):
     summary = resumed.fit(progress=False)
     assert summary.resumed_from_step == 3 and summary.steps == 8
     a, b = full.backend.state_dict(), resumed.backend.state_dict()
-    assert resumed.backend.timestep_sampler.warmed_up  # importance sampling was active after the resume
+    assert resumed.backend.timestep_distribution.warmed_up  # importance sampling was active after the resume
     for k in a:
         assert torch.equal(a[k], b[k]), k
     for k, v in full.ema.shadow.state_dict().items():

@@ -16,7 +16,7 @@ from generative_bench.backends.diffusion.likelihood import (
     normal_kl,
 )
 from generative_bench.backends.diffusion.respace import respace, space_timesteps
-from generative_bench.backends.diffusion.samplers import ancestral_moments, ddim_moments
+from generative_bench.backends.diffusion.solvers import ancestral_moments, ddim_moments
 from generative_bench.backends.diffusion.schedules import cosine_alpha_bar, cosine_betas, linear_betas, make_betas
 from generative_bench.errors import InputError
 

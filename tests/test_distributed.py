@@ -43,14 +43,17 @@ def test_two_rank_evaluation_equals_one_process(tmp_path, image_folder):
     gbench("train", *common, f"hydra.run.dir={tmp_path / 'trained'}")
     ev = common + [f"checkpoint={tmp_path / 'trained'}"]
     gbench("evaluate", *ev, f"hydra.run.dir={tmp_path / 'one'}", f"paths.cache_dir={tmp_path / 'cache1'}")
-    torchrun(2, "evaluate", *ev, f"hydra.run.dir={tmp_path / 'two'}", f"paths.cache_dir={tmp_path / 'cache2'}")
+    # two ranks and another batch size: the same per-image seeded samples
+    torchrun(2, "evaluate", *ev, "eval.batch_size=5", f"hydra.run.dir={tmp_path / 'two'}",
+             f"paths.cache_dir={tmp_path / 'cache2'}")
     one = json.loads((tmp_path / "one" / "results.json").read_text())["evaluations"][0]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["evaluations"][0]
     assert two["protocol"]["processes"] == 2 and one["protocol"]["processes"] == 1
     for k, v in one["metrics"].items():
         assert two["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
-    a = np.load(tmp_path / "one" / "samples" / "default.npz")["arr_0"]
-    b = np.load(tmp_path / "two" / "samples" / "default.npz")["arr_0"]
+    assert one["samples_file"] == two["samples_file"]
+    a = np.load(tmp_path / "one" / one["samples_file"])["arr_0"]
+    b = np.load(tmp_path / "two" / two["samples_file"])["arr_0"]
     assert np.array_equal(a, b)
 
 

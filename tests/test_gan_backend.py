@@ -119,8 +119,9 @@ def test_sampling_is_deterministic_and_typed():
     assert not torch.equal(s1, b.sample(5, torch.Generator().manual_seed(4)))
     v = tiny_backend([2]).sample(7, torch.Generator().manual_seed(0))
     assert v.dtype == torch.float32 and v.shape == (7, 2)
-    assert tiny_backend([2]).default_sampling() == {} and b.default_sampling() == {"bn_stats": "standing"}
-    with pytest.raises(TypeError, match="temperature"):
+    assert tiny_backend([2]).default_sampling() == {"truncation": 1.0}
+    assert b.default_sampling() == {"bn_stats": "standing", "truncation": 1.0}
+    with pytest.raises(InputError, match="temperature"):
         b.sample(2, temperature=0.5)
     with pytest.raises(InputError, match="bn_stats"):
         b.sample(2, bn_stats="frozen")

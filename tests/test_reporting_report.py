@@ -22,8 +22,8 @@ INCEPTION = {"name": "inception-v3-tf", "weights": "pt_inception-2015-12-05", "p
 WARNING = "random-init Inception weights (the pretrained file is unavailable)"
 
 
-def _evaluation(name, settings, metrics, n=500, comparable=False, tag="default", ips=100.0):
-    return {"sampler": {"name": name, "settings": settings}, "num_samples": n, "metrics": metrics,
+def _evaluation(name, settings, metrics, n=500, comparable=False, tag="default", ips=100.0, nfe=1):
+    return {"sampler": {"name": name, "settings": settings, "nfe": nfe}, "num_samples": n, "metrics": metrics,
             "protocol": {"reference": {"dataset": "cifar10", "split": "train", "examples": 1000, "seed": 3},
                          "features": dict(INCEPTION), "metric_settings": {"kid_subsets": 100, "pr_k": 3},
                          "seed": 0},
@@ -87,10 +87,10 @@ def sweep(tmp_path):
                   log_cols=("d_loss", "g_loss", "d_real", "d_fake"))
         write_run(root, f"{i + 2}_model=ddpm,seed={seed}", "ddpm", "diffusion", seed,
                   [_evaluation("ddpm", {}, {"fid": ddpm_fid[seed], "is_mean": 5.0, "kid_mean": 0.02,
-                                            "precision": 0.6, "recall": 0.5}, ips=2.0),
+                                            "precision": 0.6, "recall": 0.5}, ips=2.0, nfe=1000),
                    _evaluation("ddpm", {"respacing": "ddim10"}, {"fid": 45.0 + seed, "is_mean": 4.0, "kid_mean": 0.03,
                                                                  "precision": 0.55, "recall": 0.45},
-                               tag="ddim10", ips=200.0)],
+                               tag="ddim10", ips=200.0, nfe=10)],
                   {"defined": True, "bpd": 3.9 + 0.2 * seed, "bpd_sem": 0.01,
                    "bound": "full variational bound (prior + KL terms + decoder), T=1000", "split": "test",
                    "examples": 256, "terms": {}})
@@ -212,8 +212,9 @@ def test_protocols_are_not_mixed_and_toy_plots(tmp_path):
               {"defined": False})
     write_run(root, "b", "gan", "gan", 1, [_evaluation("gan", {}, {"fid": 12.0}, n=1000, comparable=True)],
               {"defined": False})
-    toy_metrics = {"modes": 8, "high_quality": 0.9, "reverse_kl": 0.01, "data_precision": 0.95, "data_recall": 0.9}
-    toy_eval = {"sampler": {"name": "ddpm", "settings": {}}, "num_samples": 64, "metrics": toy_metrics,
+    toy_metrics = {"toy_modes": 8, "toy_high_quality": 0.9, "toy_reverse_kl": 0.01, "toy_precision": 0.95,
+                   "toy_recall": 0.9}
+    toy_eval = {"sampler": {"name": "ddpm", "settings": {}, "nfe": 1000}, "num_samples": 64, "metrics": toy_metrics,
                 "protocol": {"reference": {"dataset": "ring8", "examples": 1000}, "features": {},
                              "metric_settings": {"hq_std": 3}}, "comparable": True, "warnings": [],
                 "timings": {"sample_images_per_s": 1e4}, "samples_file": "samples/default.npz"}
@@ -252,14 +253,12 @@ def test_collect_errors_and_unreadable_records(tmp_path):
 def test_nfe_config_variant_and_interrupted_runs(tmp_path):
     from generative_bench.reporting.collect import RunEntry, config_variant, network_evaluations
 
-    diff = RunEntry(tmp_path, {"backend": {"family": "diffusion"},
-                               "config": {"model": {"backend": {"num_timesteps": 4000}}}})
-    ev = lambda settings: {"sampler": {"name": "x", "settings": settings}}  # noqa: E731
-    assert network_evaluations(diff, ev({})) == 4000
-    assert network_evaluations(diff, ev({"respacing": 250})) == 250
-    assert network_evaluations(diff, ev({"respacing": "ddim50"})) == 50
-    assert network_evaluations(diff, ev({"respacing": "10,15,20"})) == 45
-    assert network_evaluations(RunEntry(tmp_path, {"backend": {"family": "vae"}}), ev({"temperature": 0.9})) == 1
+    # the number of network evaluations is what the sampler recorded, never guessed from settings
+    diff = RunEntry(tmp_path, {"backend": {"family": "diffusion"}})
+    ev = lambda settings, nfe=None: {"sampler": {"name": "x", "settings": settings, "nfe": nfe}}  # noqa: E731
+    assert network_evaluations(diff, ev({"steps": 250}, 250)) == 250
+    assert network_evaluations(diff, ev({"steps": 250})) is None
+    assert network_evaluations(diff, ev({}, True)) is None
     overrides = ["model=ddpm", "seed=3", "hydra.run.dir=/x", "train.max_steps=500", "eval.num_samples=9",
                  "data.root=/d", "+model.backend.dropout=0.1", "train.lr_decay=linear"]
     assert config_variant(overrides) == "+model.backend.dropout=0.1 train.lr_decay=linear"

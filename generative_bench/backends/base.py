@@ -2,13 +2,21 @@
 
 Every backend is one ``nn.Module`` with the same surface:
 
-* ``training_step(x, ctx)``: one optimisation step on a batch ``x`` in model space (float in
-  [-1, 1] for images). The backend computes its losses and calls ``ctx.optimize(name, loss)``
-  for each of its optimizers (the GAN calls it for the discriminator and the generator); the
-  generic trainer owns AMP, clipping, NaN guards, EMA, checkpoints and logs.
-* ``sample(n, generator=..., **sampling)``: the common sampler interface. Returns uint8 NCHW for
-  image backends and float32 ``(n, d)`` for vector (toy) data. Sampling options are the
-  backend's own (diffusion: steps / respacing / ddim eta; VAE: temperature).
+* ``training_step(batch, ctx)``: one optimisation step on a batch in model space (float in
+  [-1, 1] for images): ``x``, or ``(x, labels)`` for class-conditional backends
+  (``num_classes > 0``; :func:`split_batch` unpacks both). The backend computes its losses and
+  calls ``ctx.optimize(name, loss)`` for each of its optimizers (the GAN calls it for the
+  discriminator and the generator); the generic trainer owns AMP, clipping, NaN guards, EMA,
+  checkpoints and logs.
+* the sampler contract of :mod:`generative_bench.sampler` (``resolve_settings``, ``draw``,
+  ``network_evaluations``, ``describe``), built here on one method per backend,
+  ``sample_model_space(n, noise, labels=None, **settings)``, which takes every random number
+  from ``noise`` (one generator per image, so samples do not depend on the batch);
+* ``sample(n, generator=None, labels=None, seed=None, **sampling)``: the common sampler
+  interface. Returns uint8 NCHW for image backends and float32 ``(n, d)`` for vector (toy)
+  data; conditional backends return ``(samples, labels)``, drawing the classes uniformly
+  unless ``labels`` are given. Sampling options are the backend's own (diffusion: steps /
+  respacing / ddim eta / guidance; VAE: temperature; GAN: truncation).
 * ``nll(x)``: negative log-likelihood in bits/dim per example as an :class:`NLLResult`, or
   :class:`~generative_bench.errors.NLLNotDefined` for families without a likelihood (GAN).
 """
@@ -18,13 +26,23 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from generative_bench.data.codec import to_uint8
-from generative_bench.errors import NLLNotDefined
+from generative_bench.errors import InputError, NLLNotDefined
+from generative_bench.sampler import (DEFAULT_CHUNK, ImageNoise, SampleBatch, check_range, image_seed,
+                                      seed_from_generator)
+
+
+def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x, labels)`` of a training batch that is ``x`` or ``(x, labels)``."""
+    if isinstance(batch, (tuple, list)):
+        x, y = batch
+        return x, y
+    return batch, None
 
 
 @dataclass
@@ -92,14 +110,26 @@ class Backend(Trainable):
     #: False for families with no likelihood: ``nll`` raises NLLNotDefined, tables show "—".
     nll_defined: ClassVar[bool] = True
 
-    def __init__(self, data_shape: Sequence[int]):
+    def __init__(self, data_shape: Sequence[int], num_classes: int = 0):
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
+        if int(num_classes) < 0:
+            raise InputError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
+        #: classes of a class-conditional backend; 0 = unconditional
+        self.num_classes = int(num_classes)
 
     # ----------------------------------------------------------------- properties
     @property
     def is_image(self) -> bool:
         return len(self.data_shape) == 3
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def name(self) -> str:
+        return self.family
 
     @property
     def device(self) -> torch.device:
@@ -115,58 +145,122 @@ class Backend(Trainable):
 
     # ----------------------------------------------------------------- training
     @abc.abstractmethod
-    def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, float]:
-        """One optimisation step on model-space ``x``; returns scalars to log."""
+    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        """One optimisation step on a model-space batch (``x`` or ``(x, labels)``); returns scalars to log."""
+
+    def check_labels(self, labels: torch.Tensor | None, n: int | None = None) -> torch.Tensor | None:
+        """``labels`` as a long tensor of valid classes (or None); a clear error otherwise."""
+        if labels is None:
+            return None
+        if not self.conditional:
+            raise InputError(f"{type(self).__name__} is unconditional (num_classes=0) and takes no labels; "
+                             "set model.backend.num_classes to train a class-conditional model")
+        labels = torch.as_tensor(labels).long().flatten()
+        if n is not None and len(labels) != n:
+            raise InputError(f"{len(labels)} labels given for {n} samples")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise InputError(f"labels must be class indices in [0, {self.num_classes}), got values "
+                             f"{int(labels.min())}..{int(labels.max())}")
+        return labels
 
     # ----------------------------------------------------------------- sampling
     def default_sampling(self) -> dict[str, Any]:
         """The sampler settings used when none are given (recorded in the protocol fingerprint)."""
         return {}
 
-    def sampler_settings(self, **sampling: Any) -> dict[str, Any]:
-        """Defaults merged with ``sampling``: exactly what ``sample`` will use."""
+    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
+        """Defaults merged with ``sampling``: exactly what ``draw`` will use."""
         settings = dict(self.default_sampling())
         unknown = set(sampling) - set(settings)
         if unknown:
-            raise TypeError(
-                f"{type(self).__name__}.sample got unknown sampling option(s) {sorted(unknown)}; "
+            raise InputError(
+                f"{type(self).__name__} got unknown sampling option(s) {sorted(unknown)}; "
                 f"valid options: {sorted(settings)}"
             )
         settings.update(sampling)
         return settings
 
-    @abc.abstractmethod
-    def sample_model_space(
-        self, n: int, generator: torch.Generator | None = None, **sampling: Any
-    ) -> torch.Tensor:
-        """``n`` samples in model space (float, [-1, 1] for images), on ``self.device``."""
+    def knobs(self) -> dict[str, Any]:
+        """Sampling options that trade fidelity for diversity, with their neutral value."""
+        return {}
 
-    def sample_batches(
-        self, n: int, generator: torch.Generator | None = None, batch_size: int = 256, **sampling: Any
-    ) -> Iterator[torch.Tensor]:
-        """Yield boundary-typed sample batches (uint8 NCHW images / float vectors) summing to n."""
-        settings = self.sampler_settings(**sampling)
+    def network_evaluations(self, settings: dict[str, Any]) -> int | None:
+        """Network evaluations per generated image with ``settings`` (1 for one-pass generators)."""
+        return 1
+
+    @abc.abstractmethod
+    def sample_model_space(self, n: int, noise: Any, labels: torch.Tensor | None = None,
+                           **settings: Any) -> torch.Tensor:
+        """``n`` samples in model space (float, [-1, 1] for images) on ``self.device``.
+
+        Every random number comes from ``noise`` (``ImageNoise``: one generator per image, or
+        ``GeneratorNoise``); ``labels`` are the classes of a conditional backend.
+        """
+
+    def draw(self, start: int, stop: int, seed: int, settings: dict[str, Any],
+             labels: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> SampleBatch:
+        """Images ``start .. stop-1`` of the set with ``seed`` (see :mod:`generative_bench.sampler`).
+
+        The network runs on chunks of exactly ``chunk`` images (the last one padded with copies
+        of its last image, which are dropped), so each image is bit-identical however the set is
+        split into calls. The class of a conditional image is the first draw of its own
+        generator (also when ``labels`` are given, so its other noise stays the same).
+        """
+        check_range(start, stop, labels)
+        labels = self.check_labels(labels)
+        chunk = int(chunk)
+        if chunk < 1:
+            raise InputError(f"sampling chunk must be >= 1, got {chunk}")
+        n = int(stop) - int(start)
+        device = self.device
+        images, classes = [], []
         was_training = self.training
         self.eval()
         try:
-            done = 0
-            while done < n:
-                m = min(batch_size, n - done)
-                with torch.inference_mode():
-                    x = self.sample_model_space(m, generator=generator, **settings)
-                yield to_uint8(x).cpu() if self.is_image else x.float().cpu()
-                done += m
+            for c0 in range(0, n, chunk):
+                m = min(chunk, n - c0)
+                seeds = [image_seed(seed, int(start) + c0 + j) for j in range(m)]
+                noise = ImageNoise(seeds + [seeds[-1]] * (chunk - m), device)
+                y = None
+                if self.conditional:
+                    y = noise.randint(self.num_classes)
+                    if labels is not None:
+                        given = labels[c0:c0 + m].to(device)
+                        y = torch.cat([given, given[-1:].expand(chunk - m)])
+                with torch.no_grad():
+                    x = self.sample_model_space(chunk, noise, labels=y, **settings)[:m]
+                images.append(to_uint8(x).cpu() if self.is_image else x.float().cpu())
+                if y is not None:
+                    classes.append(y[:m].cpu())
         finally:
             self.train(was_training)
+        if not images:
+            shape = (0, *self.data_shape)
+            empty = torch.empty(shape, dtype=torch.uint8 if self.is_image else torch.float32)
+            return SampleBatch(empty, torch.empty(0, dtype=torch.long) if self.conditional else None)
+        return SampleBatch(torch.cat(images), torch.cat(classes) if classes else None)
 
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, batch_size: int = 256, **sampling: Any
-    ) -> torch.Tensor:
-        """The common sampler interface: ``n`` samples, uint8 NCHW for images."""
-        return torch.cat(list(self.sample_batches(n, generator, batch_size, **sampling)))
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+               seed: int | None = None, batch_size: int | None = None, chunk: int = DEFAULT_CHUNK, **sampling: Any):
+        """The common sampler interface: ``n`` samples, uint8 NCHW for images.
+
+        The set seed is ``seed``, else one draw from ``generator`` (0 without either); image i
+        then uses its own seed (``sampler.image_seed``), so ``batch_size`` (images per draw) only
+        bounds memory. Conditional backends return ``(samples, labels)``.
+        """
+        seed = seed_from_generator(generator) if seed is None else int(seed)
+        settings = self.resolve_settings(**sampling)
+        labels = self.check_labels(labels, int(n))
+        step = int(batch_size or n or 1)
+        parts = [self.draw(s, min(int(n), s + step), seed, settings,
+                           labels=None if labels is None else labels[s:s + step], chunk=chunk)
+                 for s in range(0, int(n), step)] or [self.draw(0, 0, seed, settings, chunk=chunk)]
+        batch = SampleBatch.concat(parts)
+        return (batch.images, batch.labels) if self.conditional else batch.images
 
     # ----------------------------------------------------------------- likelihood
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, **options: Any) -> NLLResult:
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+            **options: Any) -> NLLResult:
         """Per-example NLL (bits/dim) of model-space ``x``; NLLNotDefined where there is none."""
         raise NLLNotDefined(f"{self.family} backends define no likelihood")
 
@@ -179,4 +273,5 @@ class Backend(Trainable):
             "parameters": sum(p.numel() for p in self.parameters()),
             "data_shape": list(self.data_shape),
             "nll_defined": self.nll_defined,
+            "num_classes": self.num_classes,
         }

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from generative_bench.backends.base import Backend, NLLResult, StepContext
+from generative_bench.backends.base import Backend, NLLResult, StepContext, split_batch
+from generative_bench.sampler import as_noise
 
 
 def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
@@ -46,18 +47,21 @@ class DiagonalGaussian(Backend):
             lp = -0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)
         return lp.flatten(1).sum(1)
 
-    def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch, ctx: StepContext) -> dict[str, float]:
+        x, _ = split_batch(batch)
         with ctx.autocast():
             loss = -self.log_prob(x).mean() / (self.num_dims * math.log(2))
         ctx.optimize("model", loss)
         return {"loss": float(loss.detach())}
 
-    def sample_model_space(self, n: int, generator: torch.Generator | None = None, **sampling: Any) -> torch.Tensor:
-        eps = torch.randn((n, *self.data_shape), generator=generator, device=self.device)
+    def sample_model_space(self, n: int, noise: Any = None, labels: torch.Tensor | None = None,
+                           **sampling: Any) -> torch.Tensor:
+        eps = as_noise(noise, self.device).randn((int(n), *self.data_shape)).to(self.device)
         x = self.mean + torch.exp(self.log_std) * eps
         return x.clamp(-1, 1) if self.is_image else x
 
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, **options: Any) -> NLLResult:
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+            **options: Any) -> NLLResult:
         bpd = -self.log_prob(x) / (self.num_dims * math.log(2))
         kind = "exact discretized likelihood" if self.is_image else "exact continuous density"
         return NLLResult(bpd=bpd.detach(), bound=f"{kind} (diagonal Gaussian)")

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
 from generative_bench.backends.base import Backend
+from generative_bench.config import instantiate
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
-from generative_bench.evaluation.harness import Evaluator, save_grid, save_samples_npz, settings_tag
+from generative_bench.evaluation.harness import Evaluator, knob_record, samples_tag, save_grid, save_samples_npz, settings_tag
+from generative_bench.sampler import DEFAULT_CHUNK, SampleBatch
 from generative_bench.records import RunRecord
 from generative_bench.training.checkpoint import load_checkpoint
 from generative_bench.training.trainer import Trainer
@@ -65,7 +66,7 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
         torch.manual_seed(int(cfg.seed) * 7919 + dist_info.rank + 1)
     record.update(backend=describe_backend(cfg, backend), data=split.info)
     stream = BatchStream(split.x, int(cfg.train.batch_size), seed=int(cfg.seed), hflip=bool(cfg.data.hflip),
-                         device=device)
+                         device=device, labels=split.labels if backend.conditional else None)
     trainer = Trainer(backend, stream, cfg.train, run_dir, device)
     summary = trainer.fit()
     budget = {k: cfg.train.get(k) for k in ("max_steps", "max_images", "max_minutes")}
@@ -107,9 +108,11 @@ def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.devi
     model_opts = _plain(cfg.model.get("nll", {})) or {}
     from tqdm.auto import tqdm
 
+    labels = torch.as_tensor(split.labels).long() if backend.conditional else None
     for i in tqdm(range(0, len(split.x), bs), desc="nll", unit="batch", disable=None, leave=False):
         x = to_model_space(split.x[i:i + bs].to(device))
-        res = backend.nll(x, generator=g, **model_opts)
+        y = None if labels is None else labels[i:i + bs].to(device)
+        res = backend.nll(x, generator=g, labels=y, **model_opts)
         bpd.append(res.bpd.double().cpu())
         bound = res.bound
         for k, v in res.terms.items():
@@ -160,10 +163,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
     name = str(cfg.model.name) if is_backend else sampler.name
     for i, settings in enumerate(settings_list):
         n = cfg.eval.num_samples if i == 0 else (cfg.eval.get("sweep_num_samples") or cfg.eval.num_samples)
-        try:
-            entry = evaluator.evaluate(sampler, settings, int(n), out_dir=run_dir, name=name)
-        except TypeError as e:
-            raise InputError(f"bad sampling options {settings} for model={name}: {e}") from e
+        entry = evaluator.evaluate(sampler, settings, int(n), out_dir=run_dir, name=name)
         record.add_evaluation(entry)
         log.info("%s %s: %s", name, settings_tag(entry["sampler"]["settings"]),
                  {k: round(v, 4) if isinstance(v, float) else v for k, v in entry["metrics"].items()})
@@ -171,21 +171,30 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
 
 
 def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
-    """Draw ``eval.num_samples`` with the model's default sampling: samples/<tag>.npz + grid."""
+    """Draw ``eval.num_samples`` with the model's default sampling: samples/<tag>.npz + grid.
+
+    The images are the ones ``gbench evaluate`` draws for the same seed and settings (per-image
+    seeds, fixed network chunks), written under the same file name."""
     current["stage"] = "sample"
     backend = load_trained(cfg, run_dir, device)
     record.update(backend=describe_backend(cfg, backend))
-    settings = backend.sampler_settings(**sampling_settings(cfg, False)[0])
-    g = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    settings = backend.resolve_settings(**sampling_settings(cfg, False)[0])
+    n, bs, seed = int(cfg.eval.num_samples), int(cfg.eval.batch_size), int(cfg.seed)
+    chunk = int(cfg.eval.get("chunk", DEFAULT_CHUNK))
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
-    x = backend.sample(int(cfg.eval.num_samples), generator=g, batch_size=int(cfg.eval.batch_size), **settings)
+    parts = [backend.draw(s, min(n, s + bs), seed, settings, chunk=chunk)
+             for s in tqdm(range(0, n, bs), desc="sample", unit="batch", leave=False, disable=None)]
+    batch = SampleBatch.concat(parts)
     dt = time.perf_counter() - t0
-    tag = settings_tag(settings)
-    save_samples_npz(x, run_dir / "samples" / f"{tag}.npz")
-    if x.dtype == torch.uint8:
-        save_grid(x[: int(cfg.eval.grid_size)], run_dir / "samples" / f"{tag}_grid.png")
-    record.update(samples={"file": f"samples/{tag}.npz", "settings": settings, "n": int(len(x)),
-                           "images_per_s": round(len(x) / dt, 3), "seed": int(cfg.seed)})
+    tag = samples_tag(settings, n, seed)
+    save_samples_npz(batch, run_dir / "samples" / f"{tag}.npz")
+    if batch.images.dtype == torch.uint8:
+        save_grid(batch.images[: int(cfg.eval.grid_size)], run_dir / "samples" / f"{tag}_grid.png")
+    record.update(samples={"file": f"samples/{tag}.npz", "settings": settings, "n": n,
+                           "nfe": backend.network_evaluations(settings), "knobs": knob_record(backend, settings),
+                           "images_per_s": round(n / dt, 3), "seed": seed, "network_chunk": chunk})
 
 
 def pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:

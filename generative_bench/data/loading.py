@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from generative_bench.config import instantiate
 from generative_bench.data.subsets import class_balanced_indices
 from generative_bench.errors import InputError
 
@@ -48,10 +48,33 @@ def _stack(dataset, num_workers: int = 0, progress: bool = False) -> tuple[torch
         from tqdm.auto import tqdm
 
         it = tqdm(loader, desc=f"decoding {getattr(dataset, 'name', 'images')}", unit="batch", leave=False)
-    for x, y in it:
-        xs.append(x)
-        ys.append(y)
+    try:
+        for x, y in it:
+            xs.append(x)
+            ys.append(y)
+    except RuntimeError as e:
+        if "stack expects each tensor to be equal size" in str(e):
+            raise _size_mismatch(dataset) from None
+        raise
     return torch.cat(xs), torch.cat(ys).numpy()
+
+
+def _size_mismatch(dataset) -> InputError:
+    """The first image whose size differs from the first one's, as a clear error."""
+    files = getattr(getattr(dataset, "dataset", dataset), "files", None)
+    indices = getattr(dataset, "indices", None) or range(len(dataset))
+    first = None
+    for i in indices:
+        img = (dataset.dataset if hasattr(dataset, "dataset") else dataset)[i][0]
+        if first is None:
+            first = (i, tuple(img.shape))
+        elif tuple(img.shape) != first[1]:
+            def name(j):
+                return repr(str(files[j])) if files is not None else f"image {j}"
+            return InputError(f"{name(i)} is {img.shape[2]}x{img.shape[1]} but {name(first[0])} is "
+                              f"{first[1][2]}x{first[1][1]}: every image of a dataset must have one size; resize them "
+                              "(or remove the odd ones) and set data.shape to match")
+    return InputError("the dataset's images have different sizes; resize them to one size")
 
 
 def load_split(data_cfg: DictConfig | dict, split: str = "train", subset: int | None = None,

@@ -4,7 +4,10 @@
 * grid: 25 Gaussians on {-4, -2, 0, 2, 4}^2, std 0.05 (PacGAN, Lin et al. 2018).
 
 Both are equal-weight isotropic mixtures p(x) = 1/K sum_k N(x; mu_k, s^2 I), so the data NLL is
-known exactly and serves as the floor for every model's bits/dim.
+known exactly and serves as the floor for every model's bits/dim. Each mode is one class: the
+label of a point is its component k, with the exact class-conditional density
+p(x | y = k) = N(x; mu_k, s^2 I) and class posterior p(y | x) (``class_log_prob``,
+``class_posterior_log_prob``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,21 @@ class GaussianMixture2D(Dataset):
         d2 = torch.cdist(x, self.means.to(x.device)) ** 2  # (N, K)
         log_norm = -math.log(2 * math.pi * self.std**2)  # 2-D isotropic Gaussian
         return torch.logsumexp(-0.5 * d2 / self.std**2 + log_norm, dim=1) - math.log(self.num_modes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.num_modes
+
+    def class_log_prob(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Exact log p(x | y) = log N(x; mu_y, s^2 I) in nats per point (float64)."""
+        x = x.double()
+        mu = self.means.to(x.device)[torch.as_tensor(y, device=x.device).long()]
+        return -0.5 * ((x - mu) ** 2).sum(1) / self.std**2 - math.log(2 * math.pi * self.std**2)
+
+    def class_posterior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log p(y | x) for every class, shape (N, K) (float64)."""
+        d2 = torch.cdist(x.double(), self.means.to(x.device)) ** 2
+        return torch.log_softmax(-0.5 * d2 / self.std**2, dim=1)
 
     def nll_bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Exact -log2 p(x) / 2 per point (continuous density, so it can be negative)."""

@@ -3,30 +3,33 @@
 One pass over the samples: draw a batch -> keep it (npz + grid) -> extract all features
 (pool_3, spatial, logits) in the same pass -> metrics as pure functions of the features against
 cached reference features. For 2-D toy data the metrics are computed in data space against the
-exact mixture. The harness only sees ``sample_batches(n, generator, batch_size, **settings)``,
-so a trained backend, an npz of samples and an image folder are scored the same way.
+exact mixture. The harness only sees the sampler contract of :mod:`generative_bench.sampler`
+(``resolve_settings`` / ``draw`` / ``network_evaluations`` / ``describe``), so a trained
+backend, an npz of samples and an image folder are scored the same way; which metrics run and
+how they are named comes from :mod:`generative_bench.evaluation.schema`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
-from generative_bench.data.codec import check_uint8_images
+from generative_bench.data.codec import UINT8_RULE
 from generative_bench.data.loading import load_split
-from generative_bench.errors import InputError, WeightsUnavailableError
-from generative_bench.evaluation.suite import IMAGE_METRICS, toy_suite
+from generative_bench.errors import InputError
+from generative_bench.evaluation import suite  # noqa: F401  (registers the metric declarations)
+from generative_bench.evaluation.sample_sets import as_sampler
+from generative_bench.evaluation.schema import MetricInputs, metric
 from generative_bench.io import atomic_write
+from generative_bench.sampler import DEFAULT_CHUNK, IMAGE_SEED_RULE, SampleBatch
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,9 @@ def settings_tag(settings: dict[str, Any]) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in tag)
 
 
-def batch_seed(seed: int, batch_index: int) -> int:
-    """Seed of global sample batch ``batch_index`` (independent of how batches are sharded)."""
-    return (int(seed) * 1_000_003 + int(batch_index)) % (2**63 - 1)
+def samples_tag(settings: dict[str, Any], n: int, seed: int) -> str:
+    """File stem of a sample set: its settings, size and seed (``gbench sample`` and ``evaluate`` agree)."""
+    return f"{settings_tag(settings)}_n{int(n)}_seed{int(seed)}"
 
 
 @contextmanager
@@ -68,15 +71,12 @@ def concat_features(parts: list) -> dict[str, np.ndarray]:
 
 
 def build_extractor(features_cfg: DictConfig, device: torch.device):
-    """Instantiate the feature extractor; ``pretrained: auto`` falls back to random init, flagged."""
+    """Instantiate the feature extractor (``pretrained: auto`` falls back to a flagged random-init
+    Inception inside :class:`~generative_bench.evaluation.features.InceptionFeatures`); errors the
+    project raises on purpose come out unwrapped, not inside Hydra's InstantiationException."""
+    from generative_bench.config import instantiate
+
     cfg = OmegaConf.to_container(features_cfg, resolve=True)
-    if cfg.get("pretrained") == "auto":
-        try:
-            return instantiate({**cfg, "pretrained": True}, device=device)
-        except WeightsUnavailableError as e:
-            warnings.warn(f"pretrained Inception weights unavailable ({e}); using a random-init network: "
-                          f"every figure is {NOT_COMPARABLE}", stacklevel=2)
-            return instantiate({**cfg, "pretrained": False}, device=device)
     return instantiate(cfg, device=device)
 
 
@@ -93,10 +93,26 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None
     atomic_write(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
-def save_samples_npz(samples: torch.Tensor, path: Path) -> None:
-    """uint8 NCHW -> ``arr_0`` uint8 NHWC (the guided-diffusion format); points stay float32."""
-    arr = samples.permute(0, 2, 3, 1).numpy() if samples.dtype == torch.uint8 else samples.numpy().astype(np.float32)
-    atomic_write(path, lambda f: np.savez(f, arr_0=arr))
+def save_samples_npz(samples: torch.Tensor | SampleBatch, path: Path) -> None:
+    """uint8 NCHW -> ``arr_0`` uint8 NHWC (the guided-diffusion format; points stay float32), and
+    the class labels of conditional samples as ``arr_1`` (int64)."""
+    batch = samples if isinstance(samples, SampleBatch) else SampleBatch(samples)
+    x = batch.images
+    arrays = {"arr_0": x.permute(0, 2, 3, 1).numpy() if x.dtype == torch.uint8 else x.numpy().astype(np.float32)}
+    if batch.labels is not None:
+        arrays["arr_1"] = batch.labels.numpy().astype(np.int64)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _image_shape(sampler) -> tuple[int, ...] | None:
+    shape = getattr(sampler, "image_shape", None) or getattr(sampler, "data_shape", None)
+    return tuple(int(v) for v in shape) if shape is not None else None
+
+
+def knob_record(sampler, settings: dict[str, Any]) -> dict[str, Any]:
+    """``{option: {"value": v, "neutral": v0}}`` of the sampler's fidelity–diversity knobs."""
+    knobs = sampler.knobs() if hasattr(sampler, "knobs") else {}
+    return {k: {"value": settings.get(k, v0), "neutral": v0} for k, v0 in knobs.items()}
 
 
 class Evaluator:
@@ -111,6 +127,7 @@ class Evaluator:
         self.seed = int(seed)
         self.progress = progress
         self.is_image = str(data_cfg.get("kind", "image")) == "image"
+        self.chunk = int(eval_cfg.get("chunk", DEFAULT_CHUNK))
         self._extractor = None
         self._reference = None
 
@@ -125,14 +142,16 @@ class Evaluator:
         return {k: v for k, v in split.info.items() if k != "root"}
 
     def reference(self):
-        """(description, features or held-out points + mixture) of the reference set, cached."""
+        """(description, features or held-out points + mixture) of the reference set, cached.
+
+        The arrays also hold the reference images' class ``labels`` (for per-class metrics)."""
         if self._reference is not None:
             return self._reference
         split = load_split(self.data_cfg, str(self.cfg.reference_split), subset=self.cfg.get("reference_subset"),
                            num_workers=0, progress=bool(self.progress))
         desc = self.reference_description(split)
         if not self.is_image:
-            self._reference = (desc, {"points": split.x, "mixture": split.source})
+            self._reference = (desc, {"points": split.x, "mixture": split.source, "labels": split.labels})
             return self._reference
         from generative_bench.evaluation.reference import ReferenceCache
 
@@ -148,34 +167,40 @@ class Evaluator:
             return concat_features(distributed.gather_batches(local, nb))
 
         feats = ReferenceCache(root).get_or_compute(key, compute)
-        self._reference = ({**desc, "cache_key": ReferenceCache.key_hash(key)}, feats)
+        arrays = {k: feats[k] for k in feats.keys()}
+        arrays["labels"] = np.asarray(split.labels)
+        self._reference = ({**desc, "cache_key": ReferenceCache.key_hash(key)}, arrays)
         return self._reference
 
     # ------------------------------------------------------------------ evaluation
-    def _draw(self, sampler, b: int, m: int, bs: int, settings: dict[str, Any]) -> torch.Tensor:
-        """Global batch ``b`` (m items) of ``sampler``: seeded by (seed, b), so sharding-invariant."""
-        if hasattr(sampler, "load_range"):  # fixed sample sets (npz, folders)
-            return sampler.load_range(b * bs, b * bs + m)
-        device = getattr(sampler, "device", torch.device("cpu"))
-        g = torch.Generator(device=device).manual_seed(batch_seed(self.seed, b))
-        if hasattr(sampler, "sample_batches"):
-            return next(iter(sampler.sample_batches(m, generator=g, batch_size=m, **settings)))
-        x = sampler.sample(m, generator=g)  # any object with sample(n, generator)
-        return check_uint8_images(x, name=f"samples of {type(sampler).__name__}") if self.is_image else x
+    def check_shape(self, sampler) -> None:
+        """Samples must have the reference data's shape (e.g. no 64x64 samples against 32x32 data)."""
+        want = tuple(int(v) for v in self.data_cfg.shape)
+        got = _image_shape(sampler)
+        if got is not None and got != want:
+            what = "images" if len(want) == 3 else "points"
+            raise InputError(f"the samples of {getattr(sampler, 'name', 'the sampler')} have shape {list(got)} but the "
+                             f"reference {what} of data={self.data_cfg.get('name')} have shape {list(want)}; score "
+                             "them against data of the same shape (or resize the samples)")
 
     def evaluate(self, sampler, settings: dict[str, Any] | None = None, num_samples: int | None = None,
                  out_dir: str | Path | None = None, name: str | None = None) -> dict[str, Any]:
         """Draw ``num_samples`` from ``sampler`` with ``settings``, compute every configured metric.
 
-        Samples come in global batches of ``eval.batch_size`` seeded by their index; under
-        torch.distributed rank r makes batches r, r+W, ... and the results are gathered in index
-        order, so the metrics equal a single process's for the same seed.
+        Images are per-image seeded and made in fixed network chunks (see
+        :mod:`generative_bench.sampler`); they are drawn in global batches of ``eval.batch_size``
+        (under torch.distributed rank r makes batches r, r+W, ...) and gathered in index order, so
+        samples and metrics equal a single process's for the same seed whatever the batch size.
         """
-        settings = sampler.sampler_settings(**(settings or {})) if hasattr(sampler, "sampler_settings") else {}
-        if hasattr(sampler, "check_count"):
-            sampler.check_count(int(num_samples or self.cfg.num_samples))
         n = int(num_samples or self.cfg.num_samples)
         bs = int(self.cfg.batch_size)
+        if n < 1 or bs < 1:
+            raise InputError(f"eval.num_samples and eval.batch_size must be >= 1, got {n} and {bs}")
+        sampler = as_sampler(sampler, bs)
+        settings = sampler.resolve_settings(**(settings or {}))
+        if hasattr(sampler, "check_count"):
+            sampler.check_count(n)
+        self.check_shape(sampler)
         num_batches = -(-n // bs)
         ref_desc, ref = self.reference()
         from tqdm.auto import tqdm
@@ -185,65 +210,80 @@ class Evaluator:
         mine = distributed.my_batches(num_batches)
         for b in tqdm(mine, desc=f"sample+features {name or ''}".strip(), unit="batch", leave=False,
                       disable=None if distributed.info().is_main and self.progress is not False else True):
-            m = min(bs, n - b * bs)
             t0 = time.perf_counter()
-            x = self._draw(sampler, b, m, bs, settings)
+            batch = sampler.draw(b * bs, min(n, (b + 1) * bs), self.seed, settings, chunk=self.chunk)
             t1 = time.perf_counter()
-            feats = self._features([x]) if self.is_image else None
+            feats = self._features([batch.images]) if self.is_image else None
             features_s += time.perf_counter() - t1
             t_sample += t1 - t0
-            local[b] = (x.cpu(), feats)
+            local[b] = (batch, feats)
         parts = distributed.gather_batches(local, num_batches)
-        samples = torch.cat([p[0] for p in parts])
+        samples = SampleBatch.concat(p[0] for p in parts)
         times = distributed.gather_objects((t_sample, features_s))
         t_sample, features_s = max(t for t, _ in times), max(f for _, f in times)
         warns: list[str] = []
         t1 = time.perf_counter()
         if self.is_image:
             feats = concat_features([p[1] for p in parts])
-            metrics, metric_settings = self._image_metrics(feats, ref)
             extractor_desc = self.extractor.describe()
+            inputs = MetricInputs(cfg=self.cfg, seed=self.seed, features=feats, reference=ref, labels=samples.labels,
+                                  extractor=extractor_desc)
+            metrics, metric_settings, skipped = self._metrics(list(self.cfg.metrics), "features", inputs,
+                                                              set(feats.keys()))
             comparable = bool(extractor_desc.get("comparable", False))
             if not comparable:
                 warns.append(f"features from {extractor_desc.get('name')} "
                              f"({extractor_desc.get('warning') or 'not the standard pretrained weights'}): {NOT_COMPARABLE}")
         else:
-            metrics, metric_settings = toy_suite(samples, ref["points"], ref["mixture"], self.cfg)
+            inputs = MetricInputs(cfg=self.cfg, seed=self.seed, labels=samples.labels, samples=samples.images,
+                                  reference_points=ref["points"], mixture=ref["mixture"])
+            metrics, metric_settings, skipped = self._metrics(list(self.cfg.get("toy_metrics", ["modes", "data_pr"])),
+                                                              "toy", inputs, None)
             extractor_desc = {"name": "data-space (2-D)", "comparable": True}
             comparable = True
         metrics_s = time.perf_counter() - t1
+        sampler_desc = {"name": name or getattr(sampler, "name", type(sampler).__name__), "settings": settings,
+                        "nfe": sampler.network_evaluations(settings), "knobs": knob_record(sampler, settings),
+                        "conditional": samples.labels is not None}
         entry = {
-            "sampler": {"name": name or getattr(sampler, "name", type(sampler).__name__), "settings": settings},
+            "sampler": sampler_desc,
             "num_samples": n,
             "metrics": metrics,
             "protocol": {"reference": ref_desc, "features": extractor_desc, "metric_settings": metric_settings,
                          "seed": self.seed, "num_samples": n, "batch_size": bs,
-                         "processes": distributed.info().world_size},
+                         "processes": distributed.info().world_size, "network_chunk": self.chunk,
+                         "seeding": IMAGE_SEED_RULE, "uint8": UINT8_RULE},
             "comparable": comparable,
             "warnings": warns,
+            "skipped_metrics": skipped,
             "timings": {"sample_s": round(t_sample, 4), "sample_images_per_s": round(n / max(t_sample, 1e-9), 3),
                         "features_s": round(features_s, 4), "metrics_s": round(metrics_s, 4)},
         }
         if out_dir is not None and distributed.info().is_main:
-            entry.update(self._write_samples(samples, Path(out_dir), settings_tag(settings)))
+            entry.update(self._write_samples(samples, Path(out_dir), samples_tag(settings, n, self.seed)))
         return entry
 
     def _features(self, batches):
         with strict_fp32():
             return self.extractor.extract(batches)
 
-    def _image_metrics(self, feats, ref) -> tuple[dict[str, float], dict[str, Any]]:
-        metrics: dict[str, float] = {}
+    def _metrics(self, names: list[str], space: str, inputs: MetricInputs,
+                 available: set[str] | None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        values: dict[str, Any] = {}
         used: dict[str, Any] = {}
-        for name in self.cfg.metrics:
-            if name not in IMAGE_METRICS:
-                raise InputError(f"unknown metric {name!r} in eval.metrics; choose from {sorted(IMAGE_METRICS)}")
-            values, settings = IMAGE_METRICS[name](feats, ref, self.cfg, self.seed)
-            metrics.update(values)
-            used[name] = settings
-        return metrics, used
+        skipped: list[str] = []
+        for name in names:
+            m = metric(str(name), space)
+            m.check_features(available)
+            if m.conditional and inputs.labels is None:
+                skipped.append(f"{m.name}: the samples have no class labels")
+                continue
+            out, settings = m.compute(inputs)
+            values.update(out)
+            used[m.name] = settings
+        return values, used, skipped
 
-    def _write_samples(self, samples: torch.Tensor, out_dir: Path, tag: str) -> dict[str, str]:
+    def _write_samples(self, samples: SampleBatch, out_dir: Path, tag: str) -> dict[str, str]:
         files = {}
         if self.cfg.get("save_samples", True):
             path = out_dir / "samples" / f"{tag}.npz"
@@ -251,6 +291,6 @@ class Evaluator:
             files["samples_file"] = str(path.relative_to(out_dir))
         if self.is_image and int(self.cfg.get("grid_size", 0)) > 0:
             path = out_dir / "samples" / f"{tag}_grid.png"
-            save_grid(samples[: int(self.cfg.grid_size)], path)
+            save_grid(samples.images[: int(self.cfg.grid_size)], path)
             files["grid_file"] = str(path.relative_to(out_dir))
         return files

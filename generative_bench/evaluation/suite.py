@@ -1,91 +1,187 @@
-"""Metric registry of the harness: ``eval.metrics`` names -> pure functions of the features.
+"""The metric declarations of the harness (see :mod:`generative_bench.evaluation.schema`).
 
-Each entry takes (sample features, reference arrays, eval config, seed) and returns
-(metric values, the settings used). Reference arrays come from the cache and already hold
-``mu``/``sigma`` (pool) and ``mu_s``/``sigma_s`` (spatial), so FID/sFID only need the samples'
-statistics.
+Feature-space metrics (``eval.metrics``) are pure functions of the samples' features against the
+cached reference arrays, which already hold ``mu``/``sigma`` (pool) and ``mu_s``/``sigma_s``
+(spatial); toy metrics (``eval.toy_metrics``) work in data space against the exact 2-D mixture.
+Conditional metrics use the samples' intended classes and run only for labelled samples.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from generative_bench.errors import InputError
 from generative_bench.evaluation import metrics as M
+from generative_bench.evaluation.schema import Metric, MetricInputs, Output, register
+
+KID_NOTE = "KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."
 
 
-def _need(arrays, key: str, metric: str):
-    try:
-        return arrays[key]
-    except KeyError:
-        raise InputError(f"{metric} needs '{key}' features, which this feature extractor does not provide; "
-                         f"remove {metric} from eval.metrics") from None
+def _fid_method(cfg) -> str:
+    return str(cfg.get("fid_method", "sqrtm"))
 
 
-def _fid(feats, ref, cfg, seed):
-    mu, sigma = M.gaussian_stats(_need(feats, "pool", "fid"), "sample features")
-    method = str(cfg.get("fid_method", "sqrtm"))
+def _fid(inp: MetricInputs):
+    feats, ref, cfg = inp.features, inp.reference, inp.cfg
+    mu, sigma = M.gaussian_stats(feats["pool"], "sample features")
+    method = _fid_method(cfg)
     out = {"fid": M.frechet_distance(mu, sigma, ref["mu"], ref["sigma"], method=method)}
     if cfg.get("extrapolate", False):
-        out["fid_inf"] = M.fid_infinity(feats["pool"], ref["mu"], ref["sigma"], seed=seed).value
+        out["fid_inf"] = M.fid_infinity(feats["pool"], ref["mu"], ref["sigma"], seed=inp.seed).value
     rule = "scipy.linalg.sqrtm, eps=1e-6 retry" if method == "sqrtm" else "symmetric eigh (exact, faster)"
     return out, {"precision": "float64", "trace_sqrt": rule}
 
 
-def _sfid(feats, ref, cfg, seed):
-    mu, sigma = M.gaussian_stats(_need(feats, "spatial", "sfid"), "sample spatial features")
-    method = str(cfg.get("fid_method", "sqrtm"))
-    return {"sfid": M.frechet_distance(mu, sigma, ref["mu_s"], ref["sigma_s"], method=method)}, {"features": "spatial"}
+def _sfid(inp: MetricInputs):
+    mu, sigma = M.gaussian_stats(inp.features["spatial"], "sample spatial features")
+    ref = inp.reference
+    return ({"sfid": M.frechet_distance(mu, sigma, ref["mu_s"], ref["sigma_s"], method=_fid_method(inp.cfg))},
+            {"features": "spatial"})
 
 
-def _is(feats, ref, cfg, seed):
-    splits = int(cfg.get("is_splits", 10))
-    r = M.inception_score(_need(feats, "logits", "is"), splits=splits)
+def _is(inp: MetricInputs):
+    splits = int(inp.cfg.get("is_splits", 10))
+    r = M.inception_score(inp.features["logits"], splits=splits)
     out = {"is_mean": r.mean, "is_std": r.std}
-    if cfg.get("extrapolate", False):
-        out["is_inf"] = M.is_infinity(feats["logits"], seed=seed).value
+    if inp.cfg.get("extrapolate", False):
+        out["is_inf"] = M.is_infinity(inp.features["logits"], seed=inp.seed).value
     return out, {"splits": splits, "logits": "unbiased"}
 
 
-def _kid(feats, ref, cfg, seed):
+def _kid(inp: MetricInputs):
+    cfg = inp.cfg
     subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
-    n = min(len(feats["pool"]), len(ref["pool"]))
-    clip = size > n
-    r = M.kernel_inception_distance(feats["pool"], ref["pool"], subsets=subsets, subset_size=size, seed=seed,
-                                    clip_subset_size=clip)
+    r = M.kernel_inception_distance(inp.features["pool"], inp.reference["pool"], subsets=subsets, subset_size=size,
+                                    seed=inp.seed)
     return {"kid_mean": r.mean, "kid_std": r.std}, {"subsets": r.subsets, "subset_size": r.subset_size,
-                                                    "kernel": "cubic polynomial", "clipped_to_n": clip}
+                                                    "kernel": "cubic polynomial"}
 
 
-def _prdc(feats, ref, cfg, seed):
-    pr_k, dc_k = int(cfg.get("pr_k", 3)), int(cfg.get("dc_k", 5))
-    out = M.prdc(ref["pool"], _need(feats, "pool", "prdc"), pr_k=pr_k, dc_k=dc_k)
+def _prdc(inp: MetricInputs):
+    pr_k, dc_k = int(inp.cfg.get("pr_k", 3)), int(inp.cfg.get("dc_k", 5))
+    out = M.prdc(inp.reference["pool"], inp.features["pool"], pr_k=pr_k, dc_k=dc_k)
     return out, {"pr_k": pr_k, "pr_comparison": "<=", "dc_k": dc_k, "dc_comparison": "<"}
 
 
-IMAGE_METRICS: dict[str, Callable[..., tuple[dict[str, float], dict[str, Any]]]] = {
-    "fid": _fid,
-    "sfid": _sfid,
-    "is": _is,
-    "kid": _kid,
-    "prdc": _prdc,
-}
+def _labels(values: Any) -> np.ndarray:
+    return np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.int64)
 
 
-def toy_suite(samples: torch.Tensor, reference_points: torch.Tensor, mixture, cfg) -> tuple[dict[str, float], dict]:
-    """Toy metrics of 2-D samples against the exact mixture and held-out points."""
-    from generative_bench.evaluation.toy_metrics import toy_metrics
+def _class_fd(inp: MetricInputs):
+    """FD between the samples of class c and the reference images of class c, for every class."""
+    y, ref_y = _labels(inp.labels), _labels(inp.reference["labels"])
+    method = _fid_method(inp.cfg)
+    per_class = []
+    for c in sorted(set(ref_y.tolist())):
+        mine, theirs = inp.features["pool"][y == c], inp.reference["pool"][ref_y == c]
+        if len(mine) < 2 or len(theirs) < 2:
+            raise InputError(f"per-class FD needs at least 2 samples and 2 reference images of every class; class {c} "
+                             f"has {len(mine)} samples and {len(theirs)} reference images: raise eval.num_samples")
+        mu1, s1 = M.gaussian_stats(mine, f"samples of class {c}")
+        mu2, s2 = M.gaussian_stats(theirs, f"reference images of class {c}")
+        per_class.append(M.frechet_distance(mu1, s1, mu2, s2, method=method))
+    return ({"fid_class_mean": float(np.mean(per_class)), "fid_per_class": [float(v) for v in per_class]},
+            {"classes": len(per_class)})
 
-    ref = reference_points[: len(samples)]  # equal-size sets for the k-NN precision/recall
-    values = toy_metrics(samples, mixture, ref, k=int(cfg.get("pr_k", 3)))
-    values.pop("data_nll_floor_bpd", None)  # reported with the NLL, on the NLL's own points
-    total = values.pop("toy_modes_total", None)  # a property of the data, not a score: goes with the settings
-    settings = {"space": "data (2-D)", "high_quality": "Mahalanobis < 3 to the nearest mode"}
-    if total is not None:
-        settings["modes_total"] = int(total)
-    return values, settings
+
+def _class_accuracy(inp: MetricInputs):
+    """Share of samples that the extractor's own classifier assigns to their intended class."""
+    ext = inp.extractor or {}
+    ref_y = _labels(inp.reference["labels"])
+    k = int((ext.get("dims") or {}).get("logits", 0))
+    if ext.get("kind") != "domain" or k != int(ref_y.max()) + 1:
+        raise InputError("class_accuracy needs a feature extractor that classifies the data's own classes (a domain "
+                         "extractor such as eval/features=cifar10_resnet); remove class_accuracy from eval.metrics")
+    y = _labels(inp.labels)
+    pred = np.asarray(inp.features["logits"]).argmax(1)
+    return {"class_accuracy": float((pred == y).mean())}, {"classifier": ext.get("name")}
 
 
-__all__ = ["IMAGE_METRICS", "toy_suite"]
+register(Metric("fid", "features", needs=("pool",), compute=_fid, outputs=(
+    Output("fid", "FID", "lower", domain="FD"),
+    Output("fid_inf", "FID∞", "lower", domain="FD_inf", digits=2),
+)))
+register(Metric("sfid", "features", needs=("spatial",), compute=_sfid, outputs=(
+    Output("sfid", "sFID", "lower", domain="sFD"),
+)))
+register(Metric("is", "features", needs=("logits",), compute=_is, outputs=(
+    Output("is_mean", "IS", "higher", domain="CS", column="is", spread="is_std"),
+    Output("is_std", "IS std", domain="CS_std", shown=False),
+    Output("is_inf", "IS∞", "higher", domain="CS_inf"),
+)))
+register(Metric("kid", "features", needs=("pool",), compute=_kid, outputs=(
+    Output("kid_mean", "KID ×10³", "lower", domain="KD", column="kid", scale=1e3, note=KID_NOTE, spread="kid_std"),
+    Output("kid_std", "KID std", domain="KD_std", shown=False),
+)))
+register(Metric("prdc", "features", needs=("pool",), compute=_prdc, outputs=(
+    Output("precision", "Precision", "higher", domain="precision", digits=3),
+    Output("recall", "Recall", "higher", domain="recall", digits=3),
+    Output("density", "Density", "higher", domain="density", digits=3),
+    Output("coverage", "Coverage", "higher", domain="coverage", digits=3),
+)))
+register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, conditional=True, outputs=(
+    Output("fid_class_mean", "per-class FID (mean)", "lower", domain="FD_class", digits=1,
+           note="Per-class FID: FID between the samples of each intended class and the reference images of that "
+                "class, averaged over the classes."),
+    Output("fid_per_class", "per-class FID", domain="FD_per_class", shown=False),
+)))
+register(Metric("class_accuracy", "features", needs=("logits",), compute=_class_accuracy, conditional=True,
+                outputs=(Output("class_accuracy", "Class accuracy", "higher", domain="accuracy", digits=3,
+                                note="Class accuracy: share of samples the domain classifier assigns to the class "
+                                     "they were generated for."),)))
+
+
+# ------------------------------------------------------------------------------------------ toy
+def _toy_modes(inp: MetricInputs):
+    from generative_bench.evaluation.toy_metrics import mode_statistics
+
+    s = mode_statistics(inp.samples, inp.mixture)
+    return ({"toy_modes": float(s["modes"]), "toy_high_quality": s["high_quality"], "toy_reverse_kl": s["reverse_kl"]},
+            {"space": "data (2-D)", "high_quality": "Mahalanobis < 3 to the nearest mode",
+             "modes_total": int(s["num_modes"]), "min_count": int(s["min_count"])})
+
+
+def _toy_pr(inp: MetricInputs):
+    from generative_bench.evaluation.toy_metrics import knn_precision_recall
+
+    ref = inp.reference_points[: len(inp.samples)]  # equal-size sets for the k-NN precision/recall
+    k = int(inp.cfg.get("pr_k", 3))
+    precision, recall = knn_precision_recall(ref, inp.samples, k)
+    return {"toy_precision": precision, "toy_recall": recall}, {"pr_k": k, "reference_points": len(ref)}
+
+
+def _toy_class(inp: MetricInputs):
+    from generative_bench.evaluation.toy_metrics import class_mode_statistics
+
+    s = class_mode_statistics(inp.samples, _labels(inp.labels), inp.mixture)
+    return ({"toy_class_hit": s["class_hit"], "toy_class_modes": float(s["class_modes"]),
+             "toy_class_log_density": s["class_log_density"]},
+            {"class_hit": "sample within Mahalanobis 3 of its own class's mode"})
+
+
+register(Metric("modes", "toy", compute=_toy_modes, outputs=(
+    Output("toy_modes", "Modes", "higher", column="modes", digits=1,
+           note="Modes: mixture components covered by the samples (criterion in the metric settings)."),
+    Output("toy_high_quality", "High-quality share", "higher", column="hq", digits=3,
+           note="High-quality share: fraction of samples close to a mode (criterion in the metric settings)."),
+    Output("toy_reverse_kl", "Reverse KL", "lower", column="reverse_kl", digits=3,
+           note="Reverse KL: KL(model || data) over the mixture's modes, in nats."),
+)))
+register(Metric("data_pr", "toy", compute=_toy_pr, outputs=(
+    Output("toy_precision", "Data precision", "higher", column="data_precision", digits=3),
+    Output("toy_recall", "Data recall", "higher", column="data_recall", digits=3),
+)))
+register(Metric("class_modes", "toy", compute=_toy_class, conditional=True, outputs=(
+    Output("toy_class_hit", "Class hit rate", "higher", digits=3,
+           note="Class hit rate: share of samples within 3 standard deviations of the mode of the class they were "
+                "generated for."),
+    Output("toy_class_modes", "Classes covered", "higher", digits=1,
+           note="Classes covered: classes whose own mode received at least the mode-capture share of its samples."),
+    Output("toy_class_log_density", "Class log-density", "higher", digits=3,
+           note="Class log-density: mean exact log p(x | y) of the samples under their class's Gaussian (nats)."),
+)))
+
+__all__ = ["KID_NOTE"]

@@ -74,6 +74,30 @@ def mode_statistics(samples: Any, mixture: Any, max_mahalanobis: float = 3.0, mi
             "min_count": threshold}
 
 
+def class_mode_statistics(samples: Any, labels: Any, mixture: Any, max_mahalanobis: float = 3.0,
+                          min_share: float = PACGAN_MIN_SHARE) -> dict[str, Any]:
+    """Per-class agreement of class-conditional samples with their own mode.
+
+    ``class_hit``: share of samples within ``max_mahalanobis`` of the mode of their intended class;
+    ``class_modes``: classes whose own mode received at least ``min_share`` of that class's
+    samples (at least one); ``class_log_density``: mean exact log p(x | y) (nats).
+    """
+    mu = _points(mixture.means, "means")
+    x = _points(samples, "samples", mu.shape[1])
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if y.shape != (len(x),) or (len(y) and (int(y.min()) < 0 or int(y.max()) >= len(mu))):
+        raise InputError(f"class labels must be {len(x)} indices in [0, {len(mu)}), got shape {tuple(y.shape)}")
+    hit = (x - mu[y]).norm(dim=1) / float(mixture.std) < max_mahalanobis
+    covered = 0
+    for c in range(len(mu)):
+        mine = y == c
+        n_c = int(mine.sum())
+        if n_c and int(hit[mine].sum()) >= max(1, math.ceil(min_share * n_c - 1e-9)):
+            covered += 1
+    return {"class_hit": float(hit.double().mean()), "class_modes": covered,
+            "class_log_density": float(mixture.class_log_prob(x, y).mean())}
+
+
 def knn_radii(points: torch.Tensor, k: int = 3, chunk: int = 2048) -> torch.Tensor:
     """Distance from each point to its k-th nearest other point of the same set."""
     if len(points) <= k:
@@ -132,5 +156,5 @@ def toy_metrics(samples: Any, mixture: Any, reference: Any | None = None, k: int
     }
 
 
-__all__ = ["PACGAN_MIN_SHARE", "nearest_mode", "mode_statistics", "knn_radii", "knn_precision_recall",
+__all__ = ["PACGAN_MIN_SHARE", "class_mode_statistics", "nearest_mode", "mode_statistics", "knn_radii", "knn_precision_recall",
            "data_nll_floor_bpd", "toy_metrics"]

@@ -33,13 +33,6 @@ IGNORED_OVERRIDE_PATTERNS = (
     r"^eval\.", r"^train\.(max_steps|max_images|max_minutes|batch_size)$",
 )
 
-#: the sampler-settings keys that give the number of network evaluations per image
-_NFE_KEYS = ("nfe", "steps", "num_steps", "sampling_steps", "respacing", "timestep_respacing", "timesteps")
-#: families whose default sampler calls the network once per step of a process
-_ITERATIVE_FAMILIES = ("diffusion", "ddpm", "iddpm", "score", "flow_matching")
-#: backend-config keys holding a diffusion process's number of steps (default sampler: T calls)
-_T_KEYS = ("num_timesteps", "timesteps", "diffusion_steps", "steps", "T")
-
 
 #: C0 control characters (tab, newline and carriage return excepted) and DEL; removed from
 #: record text because the renderers use \x01/\x02 as their own bold markers
@@ -323,38 +316,22 @@ def config_variant(overrides: Sequence[str]) -> str:
     return " ".join(sorted(keep))
 
 
-def _respacing_count(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = str(value).strip()
-    if text.startswith("ddim"):
-        text = text[4:]
-    try:
-        return sum(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        return None
-
-
 def network_evaluations(record: RunEntry, evaluation: dict[str, Any]) -> int | None:
-    """Network evaluations per generated image: 1 for GAN/VAE, the respaced step count for diffusion."""
-    for holder in (evaluation, evaluation.get("timings") or {}, evaluation.get("sampler") or {}):
-        if holder.get("nfe") is not None:
-            return _respacing_count(holder["nfe"])
-    settings = (evaluation.get("sampler") or {}).get("settings") or {}
-    for key in _NFE_KEYS:
-        if settings.get(key) is not None:
-            n = _respacing_count(settings[key])
-            if n:
-                return n
-    if record.family not in _ITERATIVE_FAMILIES:
-        return 1  # one network call per image: GAN generator, VAE decoder, Gaussian baseline
-    backend_cfg = ((record.data.get("config") or {}).get("model") or {}).get("backend") or {}
-    for key in _T_KEYS:
-        if isinstance(backend_cfg.get(key), (int, float)) and not isinstance(backend_cfg.get(key), bool):
-            return int(backend_cfg[key])
-    return None
+    """Network evaluations per generated image, as recorded by the sampler that made the images."""
+    nfe = (evaluation.get("sampler") or {}).get("nfe")
+    return int(nfe) if isinstance(nfe, (int, float)) and not isinstance(nfe, bool) else None
+
+
+def knob_of(evaluation: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+    """(moved knob, its value, all knobs) of an evaluation: the fidelity–diversity option that is
+    away from its neutral value ("" and None at the unguided / untruncated point)."""
+    knobs = (evaluation.get("sampler") or {}).get("knobs") or {}
+    if not isinstance(knobs, dict):
+        return "", None, {}
+    clean = {str(k): v for k, v in knobs.items() if isinstance(v, dict) and "value" in v and "neutral" in v}
+    moved = [(k, v["value"]) for k, v in clean.items() if v["value"] != v["neutral"]]
+    name, value = moved[0] if moved else ("", None)
+    return name, value, clean
 
 
 def _strip(obj: Any) -> Any:
@@ -425,6 +402,9 @@ def measurements(collection: Collection) -> list[dict[str, Any]]:
                 "device": (d.get("environment") or {}).get("device_name") or (d.get("environment") or {}).get("device"),
                 "benchmark": (d.get("protocol") or {}).get("name") if isinstance(d.get("protocol"), dict) else None,
                 "samples_file": ev.get("samples_file"),
+                "knob": knob_of(ev)[0],
+                "knob_value": knob_of(ev)[1],
+                "knobs": knob_of(ev)[2],
                 "grid_file": ev.get("grid_file"),
             })
     return rows

@@ -84,8 +84,12 @@ def _base_key(key: str) -> str:
 
 def _declared(key: str):
     """The leaderboard's declaration (``MetricSpec``) of a column or metric key, or None."""
-    base = _base_key(key)
-    return next((s for s in _leaderboard.METRICS if base == s.key or base in s.aliases), None)
+    specs = _leaderboard.metric_specs()
+    for k in (str(key).strip(), _base_key(key)):
+        found = next((s for s in specs if k == s.key or k in s.aliases), None)
+        if found is not None:
+            return found
+    return None
 
 
 def metric_direction(key: str) -> str | None:
@@ -101,7 +105,7 @@ def metric_direction(key: str) -> str | None:
         return "lower"
     if base.startswith("x:"):
         return ""
-    spec = _declared(base)
+    spec = _declared(key)
     return spec.better if spec is not None else None
 
 
@@ -321,7 +325,7 @@ def parse_tolerances(values: Iterable[str] = (), abs_tolerance: float | None = N
             if name.startswith("x:"):
                 key = name
             else:
-                known = ", ".join([s.key for s in _leaderboard.METRICS] + ["nll"])
+                known = ", ".join([s.key for s in _leaderboard.metric_specs()] + ["nll"])
                 raise InputError(f"--tolerance {text!r}: unknown metric {name!r}; use one of {known} "
                                  "(or x:NAME for an extra metric)")
         tol.per_metric[key] = value
@@ -484,7 +488,7 @@ def compare_sides(new: Side, baseline: Side, tolerance: Tolerance | None = None,
 
 
 def _metric_order(col: str) -> tuple[int, str]:
-    keys = [s.key for s in _leaderboard.METRICS]
+    keys = [s.key for s in _leaderboard.metric_specs()]
     base = _base_key(col)
     if base in keys:
         return keys.index(base), col

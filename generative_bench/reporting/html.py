@@ -132,8 +132,10 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
             f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in fingerprint_items(table)) + "</dl></div>")
         body.append(_table(disp.frame, flags=[not c for c in table.frame["comparable"]]))
         body.append('<ol class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in disp.notes) + "</ol>")
-        figs = [images.tag(plots.get("tradeoff", {}).get(table.pid), "quality / speed trade-off", 900),
-                images.tag(plots.get("precision_recall", {}).get(table.pid), "precision vs recall", 450)]
+        figs = [images.tag(plots.get("knob_tradeoff", {}).get(table.pid), "fidelity vs diversity as the knob moves", 1000),
+                images.tag(plots.get("tradeoff", {}).get(table.pid), "quality / speed trade-off", 900),
+                images.tag(plots.get("precision_recall", {}).get(table.pid), "precision vs recall", 450),
+                images.tag(plots.get("metrics", {}).get(table.pid), "every metric", 1000)]
         samples = plots.get("samples", {}).get(table.pid, {})
         figs += [images.tag(p, f"samples: {name}", 330) for name, p in samples.items()]
         if any(figs):

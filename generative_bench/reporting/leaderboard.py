@@ -25,46 +25,41 @@ GAN_NLL_NOTE = "not defined for GANs: implicit model, no likelihood"
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A leaderboard column: where to find the number, how to show it, which way is better."""
+    """A leaderboard column: where to find the number, how to show it, which way is better.
+
+    Built from the metric declarations (:mod:`generative_bench.evaluation.schema`), never written
+    by hand: ``key`` is the column id, ``source`` the record key it reads."""
 
     key: str
     label: str
     better: str  # "lower" | "higher" | "" (no best value)
-    aliases: tuple[str, ...]
+    source: str
     scale: float = 1.0
     digits: int = 2
     note: str | None = None
+    domain: str | None = None
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return (self.source,)
 
 
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("fid", "FID", "lower", ("fid",)),
-    MetricSpec("sfid", "sFID", "lower", ("sfid", "s_fid")),
-    MetricSpec("is", "IS", "higher", ("is_mean", "is", "inception_score")),
-    MetricSpec("kid", "KID ×10³", "lower", ("kid_mean", "kid"), scale=1e3,
-               note="KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."),
-    MetricSpec("precision", "Precision", "higher", ("precision",), digits=3),
-    MetricSpec("recall", "Recall", "higher", ("recall",), digits=3),
-    MetricSpec("density", "Density", "higher", ("density",), digits=3),
-    MetricSpec("coverage", "Coverage", "higher", ("coverage",), digits=3),
-    MetricSpec("modes", "Modes", "higher",
-               ("modes", "modes_covered", "covered_modes", "num_modes", "n_modes", "toy_modes", "toy_modes_covered",
-                "toy_covered_modes", "toy_num_modes"), digits=1,
-               note="Modes: mixture components covered by the samples (criterion in the metric settings)."),
-    MetricSpec("hq", "High-quality share", "higher",
-               ("high_quality", "high_quality_share", "hq_share", "hq", "high_quality_frac", "hq_frac",
-                "toy_high_quality", "toy_hq", "toy_high_quality_share"), digits=3,
-               note="High-quality share: fraction of samples close to a mode (criterion in the metric settings)."),
-    MetricSpec("reverse_kl", "Reverse KL", "lower",
-               ("reverse_kl", "kl_reverse", "rkl", "toy_reverse_kl", "toy_kl_reverse", "toy_rkl"), digits=3,
-               note="Reverse KL: KL(model || data) over the mixture's modes, in nats."),
-    MetricSpec("data_precision", "Data precision", "higher",
-               ("data_precision", "precision_data", "toy_precision", "toy_data_precision"), digits=3),
-    MetricSpec("data_recall", "Data recall", "higher",
-               ("data_recall", "recall_data", "toy_recall", "toy_data_recall"), digits=3),
-)
-#: leaderboard column -> the harness metric key a domain extractor renames (evaluation.domain.naming)
-_HARNESS_KEY = {"fid": "fid", "sfid": "sfid", "is": "is_mean", "kid": "kid_mean", "precision": "precision",
-                "recall": "recall", "density": "density", "coverage": "coverage"}
+def metric_specs() -> list[MetricSpec]:
+    """One column per declared, shown metric output, in declaration order (read at call time)."""
+    from generative_bench.evaluation import suite  # noqa: F401  (the declarations)
+    from generative_bench.evaluation.schema import outputs
+
+    return [MetricSpec(o.column_id, o.label, o.better, o.key, o.scale, o.digits, o.note, o.domain)
+            for o in outputs(shown_only=True)]
+
+
+def __getattr__(name: str):
+    if name == "METRICS":  # the current declarations, as a tuple
+        return tuple(metric_specs())
+    raise AttributeError(name)
+
+
+#: the first of these a table has is its headline quality metric (plots)
 QUALITY_ORDER = ("fid", "hq", "data_precision", "precision", "kid", "coverage")
 _SPREAD_SUFFIXES = ("_std", "_sem", "_err", "_ci")
 
@@ -100,11 +95,13 @@ class ProtocolTable:
         """The column name of ``spec`` in this table: ``FD_<extractor>`` etc. in a domain feature space.
 
         The same formulas on another network's features are not FID/KID/IS, so a table made with a
-        domain extractor (its description has ``metric_names``) never shows those names.
+        domain extractor (``kind: domain``) never shows those names.
         """
-        names = (self.protocol.get("features") or {}).get("metric_names") or {}
-        name = names.get(_HARNESS_KEY.get(spec.key, ""))
-        return str(name) if name else spec.label
+        from generative_bench.evaluation.domain.naming import metric_label
+
+        feats = self.protocol.get("features") or {}
+        name = metric_label(feats, spec.source)
+        return name if name != spec.source else spec.label
 
 
 @dataclass
@@ -116,22 +113,23 @@ class Leaderboard:
 
 
 def _metric_value(metrics: dict[str, float], spec: MetricSpec) -> float | None:
-    for alias in spec.aliases:
-        v = metrics.get(alias)
-        if v is not None and math.isfinite(float(v)):
-            return float(v) * spec.scale
+    v = metrics.get(spec.source)
+    if v is not None and math.isfinite(float(v)):
+        return float(v) * spec.scale
     return None
 
 
-def _extra_specs(rows: list[dict[str, Any]]) -> list[MetricSpec]:
-    """Metrics a record holds that no known column reads (shown raw, no best value)."""
-    known = {a for s in METRICS for a in s.aliases}
+def _extra_specs(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> list[MetricSpec]:
+    """Metrics a record holds that no declaration covers (shown raw, no best value)."""
+    from generative_bench.evaluation.schema import outputs
+
+    known = {o.key for o in outputs()}
     seen: dict[str, None] = {}
     for r in rows:
         for k in r["metrics"]:
             if k not in known and not k.endswith(_SPREAD_SUFFIXES):
                 seen[k] = None
-    return [MetricSpec(f"x:{k}", k, "", (k,), digits=4) for k in seen]
+    return [MetricSpec(f"x:{k}", k, "", k, digits=4) for k in seen]
 
 
 def _stats(values: list[float]) -> tuple[float, float, int]:
@@ -185,6 +183,8 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
             "budget": _budget_label(budget), "n": len({r["run_dir"] for r in grp}),
             "seeds": ", ".join(str(s) for s in seeds), "comparable": all(r["comparable"] for r in grp),
             "run_dirs": sorted({r["run_dir"] for r in grp}),
+            "knob": grp[0].get("knob", ""), "knob_value": grp[0].get("knob_value"),
+            "knob_names": sorted(grp[0].get("knobs") or {}),
         }
         for spec in specs:
             m, s, n = _stats([_metric_value(r["metrics"], spec) for r in grp])
@@ -229,11 +229,13 @@ def build_leaderboard(collection: Collection) -> Leaderboard:
     ordered = sorted(by_protocol.values(), key=lambda rs: _protocol_sort_key(rs[0]["protocol"]))
     tables, all_reasons = [], []
     for i, prow in enumerate(ordered, 1):
-        specs = [s for s in METRICS if any(_metric_value(r["metrics"], s) is not None for r in prow)]
-        if (prow[0]["protocol"].get("features") or {}).get("metric_names"):
-            # a domain space has its own scale: the x10^3 convention belongs to Inception KID
-            specs = [dataclasses.replace(s, scale=1.0, digits=3, note=None) if s.key == "kid" else s for s in specs]
-        specs += _extra_specs(prow)
+        all_specs = metric_specs()
+        specs = [s for s in all_specs if any(_metric_value(r["metrics"], s) is not None for r in prow)]
+        if str((prow[0]["protocol"].get("features") or {}).get("kind")) == "domain":
+            # a domain space has its own scale: display scales (KID x10^3) belong to the Inception space
+            specs = [dataclasses.replace(s, scale=1.0, digits=max(s.digits, 3), note=None) if s.scale != 1.0 else s
+                     for s in specs]
+        specs += _extra_specs(prow, all_specs)
         frame = _aggregate(prow, specs)
         reasons = sorted({w for r in prow if not r["comparable"] for w in r["warnings"]})
         if any(not r["comparable"] for r in prow) and not reasons:
@@ -393,6 +395,6 @@ def fingerprint_items(table: ProtocolTable) -> list[tuple[str, str]]:
     return items
 
 
-__all__ = ["BOLD_CLOSE", "BOLD_OPEN", "GAN_NLL_NOTE", "METRICS", "NOT_COMPARABLE", "QUALITY_ORDER", "Display",
+__all__ = ["BOLD_CLOSE", "BOLD_OPEN", "GAN_NLL_NOTE", "NOT_COMPARABLE", "QUALITY_ORDER", "Display", "metric_specs",
            "Leaderboard", "MetricSpec",
            "ProtocolTable", "build_leaderboard", "display_frame", "failed_frame", "fingerprint_items", "fmt_value"]

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from generative_bench.errors import InputError
 from generative_bench.reporting.collect import contained_path
-from generative_bench.reporting.leaderboard import METRICS, NOT_COMPARABLE, QUALITY_ORDER, Leaderboard, ProtocolTable
+from generative_bench.reporting.leaderboard import NOT_COMPARABLE, QUALITY_ORDER, Leaderboard, ProtocolTable, metric_specs
 
 _LOG_SKIP = {"step", "images_seen", "wall_s", "lr", "images_per_s", "epoch"}
 _D_OUTPUTS = ("d_real", "d_fake")
@@ -219,6 +220,128 @@ def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def metric_panels_figure(table: ProtocolTable):
+    """One panel per declared metric of the table that has a better direction, against NFE
+    (or against the row index when no NFE is known), one line per backend and method."""
+    specs = [s for s in table.metrics if s.better]
+    f = table.frame
+    if not specs or f.empty:
+        return None
+    plt = _plt()
+    cols = min(3, len(specs))
+    rows = -(-len(specs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False)
+    x_key = "nfe" if f["nfe"].notna().any() else None
+    for ax, spec in zip(axes.flat, specs):
+        for label, grp in _lines(table):
+            g = grp[grp[f"{spec.key}_mean"].notna()]
+            if g.empty:
+                continue
+            x = g["nfe"] if x_key else np.arange(len(g))
+            ax.errorbar(x, g[f"{spec.key}_mean"], yerr=g[f"{spec.key}_std"].fillna(0).to_numpy(),
+                        fmt="-o" if len(g) > 1 else "s", capsize=3, ms=5, label=label)
+        ax.set_ylabel(table.label(spec))
+        ax.set_xlabel("network evaluations per image (NFE)" if x_key else "setting")
+        if x_key and f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
+            ax.set_xscale("log")
+        ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(specs):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    warn = "" if table.comparable else f" — ⚠ {NOT_COMPARABLE}"
+    fig.suptitle(f"Every metric — {table.title}{warn}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return fig
+
+
+def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
+    fig = metric_panels_figure(table)
+    if fig is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
+#: (x, y) metric pairs of the fidelity–diversity figure, first the one the table has
+TRADEOFF_PAIRS = ((("recall", "precision"), ("data_recall", "data_precision")),
+                  (("is", "fid"), ("hq", "reverse_kl")))
+
+
+def _tradeoff_lines(table: ProtocolTable):
+    """(backend, knob, rows sorted by knob value) with the neutral (unguided) row in every knob line."""
+    f = table.frame
+    for (backend, config, budget), grp in f.groupby(["backend", "config", "budget"], sort=True):
+        neutral = grp[grp["knob"] == ""]
+        for knob in sorted(k for k in grp["knob"].unique() if k):
+            moved = grp[grp["knob"] == knob]
+            rows = pd.concat([neutral, moved]) if len(neutral) else moved
+            values = [0.0 if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
+            rows = rows.assign(_v=values).sort_values("_v")
+            yield " ".join(x for x in (backend, config, budget) if x), knob, rows
+        if not (grp["knob"] != "").any() and len(neutral):
+            yield " ".join(x for x in (backend, config, budget) if x), "", neutral
+
+
+def tradeoff_figure(table: ProtocolTable):
+    """Fidelity vs diversity as each family's knob moves (guidance scale, CFG weight, truncation,
+    temperature): precision vs recall, and FID (FD) vs IS (CS) or the toy pair; every family on one
+    axes, the unguided / untruncated point of each drawn as a star. None without any moved knob."""
+    f = table.frame
+    if "knob" not in f or not (f["knob"] != "").any():
+        return None
+    present = {s.key: s for s in table.metrics}
+    pairs = []
+    for options in TRADEOFF_PAIRS:
+        pair = next(((x, y) for x, y in options if x in present and y in present
+                     and f[f"{x}_mean"].notna().any() and f[f"{y}_mean"].notna().any()), None)
+        if pair:
+            pairs.append(pair)
+    if not pairs:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (xk, yk) in zip(axes[0], pairs):
+        for i, (label, knob, rows) in enumerate(_tradeoff_lines(table)):
+            color = colors[i % len(colors)]
+            g = rows[rows[f"{xk}_mean"].notna() & rows[f"{yk}_mean"].notna()]
+            if g.empty:
+                continue
+            ax.plot(g[f"{xk}_mean"], g[f"{yk}_mean"], "-o", color=color, ms=4,
+                    label=f"{label}: {knob}" if knob else label)
+            for _, row in g.iterrows():
+                if row["knob"]:
+                    ax.annotate(f"{row['knob_value']:g}", (row[f"{xk}_mean"], row[f"{yk}_mean"]), fontsize=6,
+                                xytext=(3, 3), textcoords="offset points", color=color)
+            base = g[g["knob"] == ""]
+            ax.plot(base[f"{xk}_mean"], base[f"{yk}_mean"], "*", color=color, ms=13, mec="black", mew=0.6)
+        ax.set_xlabel(table.label(present[xk]) + f" ({present[xk].better} is better)")
+        ax.set_ylabel(table.label(present[yk]) + f" ({present[yk].better} is better)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
+    warn = "" if table.comparable else f" — ⚠ {NOT_COMPARABLE}"
+    fig.suptitle(f"Fidelity vs diversity as the knob moves (★ = unguided / untruncated / T=1) — {table.pid}{warn}",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    return fig
+
+
+def plot_tradeoff(table: ProtocolTable, out: Path) -> Path | None:
+    fig = tradeoff_figure(table)
+    if fig is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
     f = table.frame
     keys = next(((p, r) for p, r in (("precision", "recall"), ("data_precision", "data_recall"))
@@ -237,7 +360,7 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
             for _, row in g.iterrows():
                 ax.annotate(f"NFE {row['nfe']:.0f}" if row["nfe"] == row["nfe"] else row["sampler"],
                             (row[f"{r}_mean"], row[f"{p}_mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    labels = {s.key: table.label(s) for s in METRICS}
+    labels = {s.key: table.label(s) for s in metric_specs()}
     ax.set_xlabel(labels[r] + " (coverage of the data)")
     ax.set_ylabel(labels[p] + " (fidelity)")
     ax.set_xlim(-0.02, 1.02)
@@ -314,7 +437,8 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
             name, n = f"{stem}_{n}.png", n + 1
         used_names.add(name)
         return _output_file(out_dir, name)
-    made: dict[str, Any] = {"samples": {}, "tradeoff": {}, "precision_recall": {}, "training": {}}
+    made: dict[str, Any] = {"samples": {}, "tradeoff": {}, "precision_recall": {}, "training": {},
+                            "knob_tradeoff": {}, "metrics": {}}
     errors: list[str] = []
 
     def attempt(what: str, fn: Callable[[], Path | None]) -> Path | None:
@@ -348,6 +472,10 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
             table, figure(f"{slug(pid)}_quality_vs_nfe.png")))
         made["precision_recall"][pid] = attempt(f"precision/recall plot {pid}", lambda: plot_precision_recall(
             table, figure(f"{slug(pid)}_precision_recall.png")))
+        made["knob_tradeoff"][pid] = attempt(f"fidelity-diversity figure {pid}", lambda: plot_tradeoff(
+            table, figure(f"{slug(pid)}_fidelity_diversity.png")))
+        made["metrics"][pid] = attempt(f"metric panels {pid}", lambda: plot_metric_panels(
+            table, figure(f"{slug(pid)}_metrics.png")))
     for i, (run_dir, label) in enumerate(run_dirs):
         log = contained_path(run_dir, "train_log.csv")
         if log is None:
@@ -361,5 +489,6 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
     return made, errors
 
 
-__all__ = ["load_samples", "make_plots", "montage", "plot_precision_recall", "plot_quality_speed",
+__all__ = ["load_samples", "make_plots", "metric_panels_figure", "montage", "plot_metric_panels",
+           "plot_precision_recall", "plot_quality_speed", "plot_tradeoff", "tradeoff_figure",
            "plot_samples", "plot_training", "quality_metric", "toy_density"]

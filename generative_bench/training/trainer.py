@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from generative_bench.config import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench.backends.base import Trainable

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from generative_bench.backends.diffusion.gaussian import Clip, GaussianDiffusion, ModelFn
-from generative_bench.backends.diffusion.samplers import randn
+from generative_bench.backends.diffusion.solvers import randn
 
 LN2 = math.log(2.0)
 

@@ -43,9 +43,12 @@ def weights_key(module: nn.Module) -> tuple:
 
 
 @torch.no_grad()
-def standing_statistics(gen: nn.Module, latents: Callable[[int, torch.Generator], torch.Tensor],
+def standing_statistics(gen: nn.Module, latents: Callable[[int, torch.Generator], torch.Tensor | tuple],
                         batches: int, batch_size: int, seed: int = 0) -> Stats:
-    """Cumulative-average BN statistics of ``gen`` over ``batches`` fixed-seed latent batches."""
+    """Cumulative-average BN statistics of ``gen`` over ``batches`` fixed-seed latent batches.
+
+    ``latents(n, generator)`` returns the generator's input, or a tuple of inputs (latents and
+    labels of a class-conditional generator)."""
     bns = batchnorms(gen)
     saved = {n: (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum, m.training)
              for n, m in bns}
@@ -56,7 +59,8 @@ def standing_statistics(gen: nn.Module, latents: Callable[[int, torch.Generator]
             m.momentum = None  # cumulative moving average
             m.train()
         for _ in range(int(batches)):
-            gen(latents(int(batch_size), g))
+            inputs = latents(int(batch_size), g)
+            gen(*inputs) if isinstance(inputs, tuple) else gen(inputs)
         return {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in bns}
     finally:
         for n, m in bns:

@@ -38,12 +38,16 @@ def num_upsamplings(resolution: int) -> int:
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """Radford et al. 2016 initialisation: weights N(0, 0.02), BN scale N(1, 0.02), biases 0."""
+    """Radford et al. 2016 initialisation: weights N(0, 0.02), BN scale N(1, 0.02), biases 0.
+
+    BatchNorm layers without their own affine transform (the conditional BatchNorm's per-class
+    gamma/beta start at 1/0) are left alone.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

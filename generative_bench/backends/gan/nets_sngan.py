@@ -10,6 +10,10 @@ parameters, as published.
 
 Initialisation follows the reference code: Xavier-uniform with gain sqrt(2) for the residual
 convolutions, gain 1 for shortcuts and the linear layers.
+
+``num_classes > 0`` gives the conditional pair of Miyato & Koyama 2018: conditional BatchNorm in
+every generator block and before the output conv, and a projection term <embed(y), h> on the
+discriminator's pooled features.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generative_bench.backends.gan.conditional import (
+    ProjectionHead, apply_norm, batch_norm_2d, check_labels, check_num_classes,
+)
 from generative_bench.backends.gan.nets_common import image_shape, maybe_sn, num_upsamplings
 
 
@@ -34,35 +41,43 @@ def _xavier(module: nn.Module, gain: float) -> nn.Module:
 class GenBlock(nn.Module):
     """BN-ReLU-up-conv3x3-BN-ReLU-conv3x3 plus an up-conv1x1 shortcut."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, num_classes: int = 0):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(c_in)
+        self.bn1 = batch_norm_2d(c_in, num_classes)
         self.conv1 = _xavier(nn.Conv2d(c_in, c_out, 3, padding=1), math.sqrt(2))
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = batch_norm_2d(c_out, num_classes)
         self.conv2 = _xavier(nn.Conv2d(c_out, c_out, 3, padding=1), math.sqrt(2))
         self.shortcut = _xavier(nn.Conv2d(c_in, c_out, 1), 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(apply_norm(self.bn1, x, y)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(apply_norm(self.bn2, self.conv1(h), y)))
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class SNGANGenerator(nn.Module):
-    """ResNet generator; ``out_shape`` = [C, H, H] with H = 4 * 2^k (k up-sampling blocks)."""
+    """ResNet generator; ``out_shape`` = [C, H, H] with H = 4 * 2^k (k up-sampling blocks).
 
-    def __init__(self, out_shape: Sequence[int] = (3, 32, 32), z_dim: int = 128, ch: int = 256, bottom: int = 4):
+    ``forward(z, y=None)``; ``y`` (class labels) is required when ``num_classes > 0``.
+    """
+
+    def __init__(self, out_shape: Sequence[int] = (3, 32, 32), z_dim: int = 128, ch: int = 256, bottom: int = 4,
+                 num_classes: int = 0):
         super().__init__()
+        self.num_classes = check_num_classes(num_classes, "SNGANGenerator")
         channels, res = image_shape(out_shape, "SNGANGenerator.out_shape")
         self.z_dim, self.ch, self.bottom = int(z_dim), int(ch), int(bottom)
         self.linear = _xavier(nn.Linear(self.z_dim, bottom * bottom * ch), 1.0)
-        self.blocks = nn.Sequential(*[GenBlock(ch, ch) for _ in range(num_upsamplings(res))])
-        self.bn = nn.BatchNorm2d(ch)
+        self.blocks = nn.Sequential(*[GenBlock(ch, ch, self.num_classes) for _ in range(num_upsamplings(res))])
+        self.bn = batch_norm_2d(ch, self.num_classes)
         self.conv_out = _xavier(nn.Conv2d(ch, channels, 3, padding=1), 1.0)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = check_labels(self, y, len(z))
         h = self.linear(z).view(len(z), self.ch, self.bottom, self.bottom)
-        h = F.relu(self.bn(self.blocks(h)))
+        for block in self.blocks:
+            h = block(h, y)
+        h = F.relu(apply_norm(self.bn, h, y))
         return torch.tanh(self.conv_out(h))
 
 
@@ -99,10 +114,13 @@ class SNGANDiscriminator(nn.Module):
     """ResNet discriminator; at 32x32: optimized down block, down block, two plain blocks.
 
     In general the first ``log2(H) - 3`` blocks down-sample (ending at 8x8) and two more follow.
+    ``forward(x, y=None)``; with ``num_classes > 0`` the logit is linear(h) + <embed(y), h>.
     """
 
-    def __init__(self, in_shape: Sequence[int] = (3, 32, 32), ch: int = 128, spectral: bool = True):
+    def __init__(self, in_shape: Sequence[int] = (3, 32, 32), ch: int = 128, spectral: bool = True,
+                 num_classes: int = 0):
         super().__init__()
+        self.num_classes = check_num_classes(num_classes, "SNGANDiscriminator")
         channels, res = image_shape(in_shape, "SNGANDiscriminator.in_shape")
         n_down = max(1, num_upsamplings(res) - 1)
         blocks = [DisBlock(channels, ch, down=True, optimized=True, sn=spectral)]
@@ -110,7 +128,11 @@ class SNGANDiscriminator(nn.Module):
         blocks += [DisBlock(ch, ch, down=False, sn=spectral) for _ in range(2)]
         self.blocks = nn.Sequential(*blocks)
         self.linear = maybe_sn(_xavier(nn.Linear(ch, 1), 1.0), spectral)
+        if self.num_classes:  # created last: the other parameters initialise as in the unconditional net
+            self.projection = ProjectionHead(ch, self.num_classes, spectral)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = check_labels(self, y, len(x))
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling
-        return self.linear(h).squeeze(1)
+        out = self.linear(h).squeeze(1)
+        return out if y is None else out + self.projection(h, y)

@@ -4,6 +4,10 @@ Coordinates can also enter through sinusoidal features (``input_features`` per c
 ``x * input_scale``, as in Tancik et al. 2020 Fourier features). Without them an MLP on raw 2-D
 inputs fits the steep noise predictor of sharp modes at small t only slowly (spectral bias), and
 samples of e.g. the std-0.01 ring spread along the circle instead of landing on the modes.
+
+``num_classes > 0``: a class embedding (row ``num_classes`` = the null class of classifier-free
+guidance, Ho & Salimans 2022) is added to the time embedding. :class:`VectorTrunk` holds the
+input features, time embedding and residual blocks shared with the noise-aware classifier.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from generative_bench.backends.nets.unet import timestep_embedding, zero_init
+from generative_bench.backends.nets.unet import add_label_embedding, timestep_embedding, zero_init
+from generative_bench.errors import InputError
 
 
 class _Block(nn.Module):
@@ -28,11 +33,14 @@ class _Block(nn.Module):
         return h + self.lin2(self.act(self.lin1(self.act(h)) + self.time(emb)))
 
 
-class MLPDenoiser(nn.Module):
-    """``forward(x, t)``: x (B, dim), t float (B,) -> (B, out_dim)."""
+class VectorTrunk(nn.Module):
+    """Fourier input features + sinusoidal time embedding MLP + residual :class:`_Block` stack.
 
-    def __init__(self, dim: int = 2, out_dim: int = 2, hidden: int = 256, num_blocks: int = 3, time_dim: int = 128,
-                 input_features: int = 64, input_scale: float = 25.0):
+    Subclasses add their output layer after calling ``__init__`` and run :meth:`features`.
+    """
+
+    def __init__(self, dim: int, hidden: int, num_blocks: int, time_dim: int, input_features: int,
+                 input_scale: float):
         super().__init__()
         self.time_dim = time_dim
         self.input_features = int(input_features)
@@ -40,7 +48,6 @@ class MLPDenoiser(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.inp = nn.Linear(dim * (1 + self.input_features), hidden)
         self.blocks = nn.ModuleList(_Block(hidden) for _ in range(num_blocks))
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out_dim))
 
     def embed_input(self, x: torch.Tensor) -> torch.Tensor:
         """[x, sinusoidal features of x * input_scale for every coordinate]."""
@@ -50,9 +57,31 @@ class MLPDenoiser(nn.Module):
         feats = timestep_embedding((x * self.input_scale).reshape(-1), self.input_features).reshape(b, d * self.input_features)
         return torch.cat([x, feats.to(x.dtype)], dim=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.time_dim).to(x.dtype))
+    def embed_time(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return self.time_embed(timestep_embedding(t, self.time_dim).to(dtype))
+
+    def features(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer for input ``x`` and (time [+ class]) embedding ``emb``."""
         h = self.inp(self.embed_input(x))
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(h)
+        return h
+
+
+class MLPDenoiser(VectorTrunk):
+    """``forward(x, t, y=None)``: x (B, dim), t float (B,), y class labels (conditional nets only;
+    ``None`` = the null class) -> (B, out_dim)."""
+
+    def __init__(self, dim: int = 2, out_dim: int = 2, hidden: int = 256, num_blocks: int = 3, time_dim: int = 128,
+                 input_features: int = 64, input_scale: float = 25.0, num_classes: int = 0):
+        if int(num_classes) < 0:
+            raise InputError(f"num_classes must be >= 0, got {num_classes}")
+        super().__init__(dim, hidden, num_blocks, time_dim, input_features, input_scale)
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out_dim))
+        self.num_classes = int(num_classes)
+        if self.num_classes:  # created last: the other parameters initialise as in the unconditional net
+            self.label_embed = nn.Embedding(self.num_classes + 1, hidden)  # row num_classes: null class
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = add_label_embedding(self, self.embed_time(t, x.dtype), y)
+        return self.out(self.features(x, emb))

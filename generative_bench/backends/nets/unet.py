@@ -10,6 +10,11 @@ GroupNorm(32) + SiLU, conv down/up-sampling and zero-initialised output layers.
   dropout 0.3, out_channels=6 (eps and the variance interpolation v).
 
 Every op works on any memory format; ``channels_last=True`` converts weights and inputs.
+
+``num_classes > 0`` makes the UNet class-conditional as guided-diffusion's (Dhariwal & Nichol
+2021): a learned class embedding is added to the time embedding. Row ``num_classes`` of the
+embedding is the *null class* used for label dropout and unconditional predictions in
+classifier-free guidance (Ho & Salimans 2022).
 """
 
 from __future__ import annotations
@@ -109,25 +114,77 @@ class Stage(nn.ModuleList):
         return x
 
 
+def label_indices(y: torch.Tensor | None, batch: int, num_classes: int, device: torch.device) -> torch.Tensor:
+    """Class indices for a conditional net: ``y`` as int64, or the null class ``num_classes`` for every row."""
+    if y is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(y, device=device).long().reshape(-1)
+    if len(y) != batch:
+        raise InputError(f"got {len(y)} class labels for a batch of {batch}")
+    return y
+
+
+def add_label_embedding(net: nn.Module, emb: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """``emb + label_embed(y)`` on a conditional net (``y=None``: the null class); ``emb`` otherwise."""
+    if not net.num_classes:
+        if y is not None:
+            raise InputError(f"{type(net).__name__} is unconditional (num_classes=0) but got class labels")
+        return emb
+    return emb + net.label_embed(label_indices(y, len(emb), net.num_classes, emb.device)).to(emb.dtype)
+
+
+def check_unet_config(image_size: int, ch: int, ch_mult: Sequence[int], attn_resolutions: Sequence[int],
+                      norm_groups: int) -> list[int]:
+    """Validate a UNet layout; returns the resolution of every level."""
+    levels = len(ch_mult)
+    if image_size % (2 ** (levels - 1)):
+        raise InputError(f"image_size {image_size} is not divisible by 2^{levels - 1} for ch_mult={tuple(ch_mult)}")
+    resolutions = [image_size // 2 ** i for i in range(levels)]
+    bad = sorted(set(int(r) for r in attn_resolutions) - set(resolutions))
+    if bad:
+        raise InputError(f"attn_resolutions {bad} are not resolutions of this UNet {resolutions}")
+    if any((ch * m) % norm_groups for m in ch_mult) or ch % norm_groups:
+        raise InputError(f"channel counts {[ch * m for m in ch_mult]} must be divisible by norm_groups={norm_groups}")
+    return resolutions
+
+
+def down_path(ch: int, ch_mult: Sequence[int], num_res_blocks: int, resolutions: Sequence[int],
+              attn_resolutions: Sequence[int], res, attn) -> tuple[nn.ModuleList, list[int], int]:
+    """The UNet encoder: per level ``num_res_blocks`` (res block [+ attention]) stages, then a
+    downsampling stage except at the last level. Returns (stages, skip channels, final channels)."""
+    down = nn.ModuleList()
+    skips, cur = [ch], ch
+    levels = len(ch_mult)
+    for level, mult in enumerate(ch_mult):
+        for _ in range(num_res_blocks):
+            layers = [res(cur, ch * mult)]
+            cur = ch * mult
+            if resolutions[level] in attn_resolutions:
+                layers.append(attn(cur))
+            down.append(Stage(layers))
+            skips.append(cur)
+        if level != levels - 1:
+            down.append(Stage([Downsample(cur)]))
+            skips.append(cur)
+    return down, skips, cur
+
+
 class UNet(nn.Module):
-    """eps-prediction UNet; ``forward(x, t)`` with ``t`` a float timestep per example."""
+    """eps-prediction UNet; ``forward(x, t, y=None)`` with ``t`` a float timestep per example and
+    ``y`` class labels (conditional nets only; ``None`` = the null class)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, image_size: int = 32, ch: int = 128,
                  ch_mult: Sequence[int] = (1, 2, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (16,), num_heads: int = 1, dropout: float = 0.1,
-                 scale_shift_norm: bool = False, norm_groups: int = 32, channels_last: bool = False):
+                 scale_shift_norm: bool = False, norm_groups: int = 32, channels_last: bool = False,
+                 num_classes: int = 0):
         super().__init__()
         ch_mult = tuple(int(m) for m in ch_mult)
-        levels = len(ch_mult)
-        if image_size % (2 ** (levels - 1)):
-            raise InputError(f"image_size {image_size} is not divisible by 2^{levels - 1} for ch_mult={ch_mult}")
-        resolutions = [image_size // 2 ** i for i in range(levels)]
-        bad = sorted(set(int(r) for r in attn_resolutions) - set(resolutions))
-        if bad:
-            raise InputError(f"attn_resolutions {bad} are not resolutions of this UNet {resolutions}")
-        if any((ch * m) % norm_groups for m in ch_mult) or ch % norm_groups:
-            raise InputError(f"channel counts {[ch * m for m in ch_mult]} must be divisible by norm_groups={norm_groups}")
+        resolutions = check_unet_config(image_size, ch, ch_mult, attn_resolutions, norm_groups)
+        if int(num_classes) < 0:
+            raise InputError(f"num_classes must be >= 0, got {num_classes}")
         self.image_size, self.ch, self.out_channels = image_size, ch, out_channels
+        self.num_classes = int(num_classes)
         emb_dim = 4 * ch
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
 
@@ -138,19 +195,7 @@ class UNet(nn.Module):
             return AttentionBlock(c, num_heads, norm_groups)
 
         self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips, cur = [ch], ch
-        for level, mult in enumerate(ch_mult):
-            for _ in range(num_res_blocks):
-                layers = [res(cur, ch * mult)]
-                cur = ch * mult
-                if resolutions[level] in attn_resolutions:
-                    layers.append(attn(cur))
-                self.down.append(Stage(layers))
-                skips.append(cur)
-            if level != levels - 1:
-                self.down.append(Stage([Downsample(cur)]))
-                skips.append(cur)
+        self.down, skips, cur = down_path(ch, ch_mult, num_res_blocks, resolutions, attn_resolutions, res, attn)
         self.middle = Stage([res(cur, cur), attn(cur), res(cur, cur)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(ch_mult))):
@@ -164,14 +209,16 @@ class UNet(nn.Module):
                 self.up.append(Stage(layers))
         self.out = nn.Sequential(nn.GroupNorm(norm_groups, cur), nn.SiLU(),
                                  zero_init(nn.Conv2d(cur, out_channels, 3, padding=1)))
+        if self.num_classes:  # created last: the other parameters initialise as in the unconditional net
+            self.label_embed = nn.Embedding(self.num_classes + 1, emb_dim)  # row num_classes: null class
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        emb = self.time_embed(timestep_embedding(t, self.ch).to(x.dtype))
+        emb = add_label_embedding(self, self.time_embed(timestep_embedding(t, self.ch).to(x.dtype)), y)
         h = self.input_conv(x)
         hs = [h]
         for stage in self.down:

@@ -18,6 +18,14 @@ Numbers, all in bits per data dimension (D = C*H*W for images, d for vectors):
 
 For images the likelihood is over the 256 discrete pixel values, so bits/dim are the usual
 comparable 8-bit figures (>= 0); for vectors it is a continuous density and can be negative.
+
+Class-conditional (``num_classes > 0``): a conditional VAE (Sohn et al. 2015) with q(z | x, y)
+and p(x | z, y) (class embeddings in the encoder and decoder) and the prior p(z) = N(0, I); the
+sampling knob is the temperature T of z ~ N(0, T^2 I). Its NLL (``condition``): ``marginal``
+(default) is the importance-weighted bound of -log p(x) = -log sum_y p(y) p(x | y) with uniform
+p(y) (the k samples of every class pooled: an unbiased estimate of p(x) inside the log, so an
+upper bound on -log p(x) in expectation; K times the cost), ``label`` the bound of
+-log p(x | y) at the true class.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from generative_bench.backends.base import Backend, NLLResult, StepContext
+from generative_bench.backends.base import Backend, NLLResult, StepContext, split_batch
 from generative_bench.backends.vae.likelihoods import DiscretizedLogisticMixture, GaussianLikelihood
 from generative_bench.backends.vae.nets import ConvVAENet, MLPVAENet
 from generative_bench.errors import InputError
+from generative_bench.sampler import as_noise
 
 _LOG_2PI = math.log(2 * math.pi)
 DECODE_MODES = ("mean", "sample")
@@ -47,6 +56,9 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torc
     return torch.randn(tuple(shape), generator=generator, device=dev).to(device)
 
 
+NLL_CONDITIONS = ("marginal", "label")
+
+
 class VAEBackend(Backend):
     """VAE with a conv (images) or MLP (vectors) encoder/decoder; see the module docstring.
 
@@ -61,8 +73,9 @@ class VAEBackend(Backend):
     def __init__(self, data_shape: Sequence[int], image_net: Callable[..., Any] | None = None,
                  vector_net: Callable[..., Any] | None = None, image_likelihood: Any = None,
                  vector_likelihood: Any = None, decode: str | None = None,
-                 kl_warmup_steps: int | Mapping[str, int] = 0, free_bits: float | Mapping[str, float] = 0.0):
-        super().__init__(data_shape)
+                 kl_warmup_steps: int | Mapping[str, int] = 0, free_bits: float | Mapping[str, float] = 0.0,
+                 num_classes: int = 0):
+        super().__init__(data_shape, num_classes=num_classes)
         if len(self.data_shape) not in (1, 3):
             raise InputError(f"VAEBackend needs data_shape [C, H, W] (images) or [d] (vectors), got {list(data_shape)}")
         if self.is_image:
@@ -71,7 +84,9 @@ class VAEBackend(Backend):
         else:
             self.likelihood = vector_likelihood if vector_likelihood is not None else GaussianLikelihood()
             factory = vector_net if vector_net is not None else MLPVAENet
-        self.net = factory(data_shape=self.data_shape, out_channels=self.likelihood.num_params(self.data_shape[0]))
+        cond = {"num_classes": self.num_classes} if self.conditional else {}
+        self.net = factory(data_shape=self.data_shape, out_channels=self.likelihood.num_params(self.data_shape[0]),
+                           **cond)
         self.latent_shape = tuple(self.net.latent_shape)
         out = getattr(self.net, "output_layer", None)
         if out is not None and getattr(out, "bias", None) is not None and hasattr(self.likelihood, "initial_bias"):
@@ -80,7 +95,7 @@ class VAEBackend(Backend):
         decode = decode if decode is not None else ("mean" if self.is_image else "sample")
         if decode not in DECODE_MODES:
             raise InputError(f"model.backend.decode must be one of {DECODE_MODES}, got {decode!r}")
-        self.decode = decode
+        self.decode_mode = decode
         self.kl_warmup_steps = int(self._for_data_kind("kl_warmup_steps", kl_warmup_steps))
         self.free_bits = float(self._for_data_kind("free_bits", free_bits))
 
@@ -125,11 +140,21 @@ class VAEBackend(Backend):
         """KL warm-up factor beta = min(1, (step + 1) / kl_warmup_steps); 1 when off."""
         return 1.0 if self.kl_warmup_steps == 0 else min(1.0, (step + 1) / self.kl_warmup_steps)
 
-    def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, float]:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None):
+        return self.net.encode(x) if y is None else self.net.encode(x, y)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None):
+        return self.net.decode(z) if y is None else self.net.decode(z, y)
+
+    def training_step(self, batch, ctx: StepContext) -> dict[str, float]:
+        x, y = split_batch(batch)
+        if self.conditional and y is None:
+            raise InputError("this VAE is class-conditional (num_classes > 0) but the data has no labels")
+        y = y if self.conditional else None
         with ctx.autocast():
-            mean, log_var = self.net.encode(x)
+            mean, log_var = self.encode(x, y)
             z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-            params = self.net.decode(z)
+            params = self.decode(z, y)
         recon = self._log_lik(x, params)  # float32 inside the likelihood
         kl_dims = gaussian_kl(mean.float(), log_var.float()).flatten(1)
         kl = kl_dims.sum(1)
@@ -148,21 +173,39 @@ class VAEBackend(Backend):
 
     # ----------------------------------------------------------------- sampling
     def default_sampling(self) -> dict[str, Any]:
-        return {"temperature": 1.0, "decode": self.decode}
+        return {**self.knobs(), "decode": self.decode_mode}
 
-    def sample_model_space(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-                           decode: str = "mean") -> torch.Tensor:
-        """z ~ N(0, T^2 I) from ``generator``, then the decoder's mean or a draw from p(x|z)."""
+    def knobs(self) -> dict[str, Any]:
+        """The prior temperature T (1 = the model's prior)."""
+        return {"temperature": 1.0}
+
+    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
+        settings = super().resolve_settings(**sampling)
+        if settings["decode"] not in DECODE_MODES:
+            raise InputError(f"VAE sampling option decode must be one of {DECODE_MODES}, got {settings['decode']!r}")
+        t = settings["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not float(t) >= 0:
+            raise InputError(f"VAE sampling temperature must be a number >= 0, got {t!r}")
+        settings["temperature"] = float(t)
+        return settings
+
+    def sample_model_space(self, n: int, noise: Any = None, labels: torch.Tensor | None = None,
+                           temperature: float = 1.0, decode: str = "mean") -> torch.Tensor:
+        """z ~ N(0, T^2 I) from ``noise``, then the decoder's mean or a draw from p(x | z, y)."""
         if decode not in DECODE_MODES:
             raise InputError(f"VAE sampling option decode must be one of {DECODE_MODES}, got {decode!r}")
         if not float(temperature) >= 0:
             raise InputError(f"VAE sampling temperature must be >= 0, got {temperature}")
-        z = float(temperature) * _randn((n, *self.latent_shape), generator, self.device)
-        params = self.net.decode(z)
+        if self.conditional and labels is None:
+            raise InputError("a conditional VAE samples with labels; draw through sample() or draw(), "
+                             "which pick classes uniformly, or pass labels")
+        noise = as_noise(noise, self.device)
+        z = float(temperature) * noise.randn((int(n), *self.latent_shape)).to(self.device)
+        params = self.decode(z, None if labels is None else labels.to(self.device))
         channels = self.data_shape[0]
         if decode == "mean":
             return self.likelihood.mean(params, channels)
-        return self.likelihood.sample(params, generator, channels)
+        return self.likelihood.sample(params, noise, channels)
 
     # ----------------------------------------------------------------- likelihood
     def nll_bound_name(self, k: int) -> str:
@@ -171,35 +214,57 @@ class VAEBackend(Backend):
         return f"IWAE bound, k={k} (upper bound on NLL; {kind})"
 
     @torch.no_grad()
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 64,
-            chunk: int = 1024, **options: Any) -> NLLResult:
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+            k: int = 64, chunk: int = 1024, condition: str = "marginal", **options: Any) -> NLLResult:
         """Per-example IWAE bound with ``k`` importance samples (bits/dim) and the negative ELBO.
 
         ``chunk`` caps the decoder evaluations per forward pass (examples x samples), so memory
         does not grow with k. Noise comes from ``generator``: equal generators give equal bounds,
-        whatever ``chunk`` is as long as the batch has at most ``chunk`` examples.
+        whatever ``chunk`` is as long as the batch has at most ``chunk`` examples. A conditional
+        VAE is scored by ``condition`` (see the module docstring).
         """
         if options:
-            raise TypeError(f"VAEBackend.nll got unknown option(s) {sorted(options)}; valid: k, chunk")
+            raise InputError(f"VAEBackend.nll got unknown option(s) {sorted(options)}; valid: k, chunk, condition")
         if int(k) < 1 or int(chunk) < 1:
             raise InputError(f"VAEBackend.nll: k and chunk must be >= 1, got k={k}, chunk={chunk}")
+        if condition not in NLL_CONDITIONS:
+            raise InputError(f"model.nll.condition must be one of {list(NLL_CONDITIONS)}, got {condition!r}")
         k, chunk = int(k), int(chunk)
         x = self._check_input(x)
+        if self.conditional and condition == "label":
+            labels = self.check_labels(labels, len(x))
+            if labels is None:
+                raise InputError("model.nll.condition=label needs the data's labels")
+            classes = [labels.to(x.device)]
+        elif self.conditional:
+            classes = [torch.full((len(x),), c, device=x.device, dtype=torch.long) for c in range(self.num_classes)]
+        else:
+            classes = [None]
         was_training = self.training
         self.eval()
         try:
-            parts = [self._bounds(x[i:i + chunk], k, chunk, generator) for i in range(0, len(x), chunk)]
+            per_class = [[self._bounds(x[i:i + chunk], None if y is None else y[i:i + chunk], k, chunk, generator)
+                          for i in range(0, len(x), chunk)] for y in classes]
         finally:
             self.train(was_training)
-        iwae, elbo, recon, kl = (torch.cat(t) for t in zip(*parts))
+        log_w = torch.stack([torch.cat([p[0] for p in parts], dim=1) for parts in per_class])  # (classes, k, n)
+        iwae = torch.logsumexp(log_w.flatten(0, 1), dim=0) - math.log(k * len(classes))
+        # ELBO and its parts for the first class scored (the true class with condition=label)
+        recon, kl = (torch.cat([p[j] for p in per_class[0]]) for j in (1, 2))
+        elbo = recon - kl
         s = self._bpd_scale
-        return NLLResult(bpd=-iwae * s, bound=self.nll_bound_name(k),
+        name = self.nll_bound_name(k)
+        if self.conditional:
+            name += ("; conditional -log p(x | y) at the true class" if condition == "label"
+                     else f"; marginal over {self.num_classes} classes (uniform p(y))")
+        return NLLResult(bpd=-iwae * s, bound=name,
                          terms={"elbo_bpd": -elbo * s, "recon_bpd": -recon * s, "kl_bpd": kl * s})
 
-    def _bounds(self, x: torch.Tensor, k: int, chunk: int, generator: torch.Generator | None):
-        """(IWAE log-bound, ELBO, mean reconstruction log-lik, analytic KL), nats per example."""
+    def _bounds(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int,
+                generator: torch.Generator | None):
+        """(log importance weights (k, b), mean reconstruction log-lik, analytic KL), nats per example."""
         b = len(x)
-        mean, log_var = self.net.encode(x)
+        mean, log_var = self.encode(x, y)
         mean, log_var = mean.float(), log_var.float()
         std = torch.exp(0.5 * log_var)
         kl = gaussian_kl(mean, log_var).flatten(1).sum(1)
@@ -210,20 +275,19 @@ class VAEBackend(Backend):
             # one draw per importance sample, so the noise does not depend on how k is chunked
             eps = torch.stack([_randn(mean.shape, generator, x.device) for _ in range(m)])  # (m, b, *latent)
             z = (mean + std * eps).flatten(0, 1)
-            recon = self._log_lik(x.repeat(m, *([1] * (x.ndim - 1))), self.net.decode(z)).view(m, b)
+            yz = None if y is None else y.repeat(m)
+            recon = self._log_lik(x.repeat(m, *([1] * (x.ndim - 1))), self.decode(z, yz)).view(m, b)
             log_prior = (-0.5 * z.square() - 0.5 * _LOG_2PI).flatten(1).sum(1).view(m, b)
             log_q = (-0.5 * eps.square() - 0.5 * log_var - 0.5 * _LOG_2PI).flatten(2).sum(2)
             log_w.append(recon + log_prior - log_q)
             recon_sum += recon.sum(0)
-        iwae = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
-        recon_mean = recon_sum / k
-        return iwae, recon_mean - kl, recon_mean, kl
+        return torch.cat(log_w), recon_sum / k, kl
 
     # ----------------------------------------------------------------- description
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "latent_shape": list(self.latent_shape),
-                "likelihood": self.likelihood.describe(), "decode": self.decode,
-                "prior": "standard normal", "posterior": "diagonal Gaussian",
+                "likelihood": self.likelihood.describe(),
+                "decode": self.decode_mode, "prior": "standard normal", "posterior": "diagonal Gaussian",
                 "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits}
 
 

@@ -11,7 +11,7 @@
 
 Both expose the same small surface: ``num_params(dims)`` (decoder output channels),
 ``log_prob(x, params)`` (per-dimension log-likelihood in nats, float32), ``sample(params,
-generator)`` and ``mean(params)``.
+noise)`` (noise: a ``sampler.ImageNoise`` / ``GeneratorNoise`` or a torch.Generator) and ``mean(params)``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from generative_bench.errors import InputError
+from generative_bench.sampler import as_noise
 
 
-def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None, eps: float = 1e-5) -> torch.Tensor:
-    """U(eps, 1 - eps) drawn from ``generator`` (on its own device) and moved to ``like``'s device."""
-    dev = generator.device if generator is not None else like.device
-    u = torch.rand(shape, generator=generator, device=dev, dtype=torch.float32)
+def _uniform(shape, like: torch.Tensor, noise, eps: float = 1e-5) -> torch.Tensor:
+    """U(eps, 1 - eps) from ``noise`` (an ImageNoise / GeneratorNoise, a torch.Generator or None),
+    moved to ``like``'s device."""
+    u = as_noise(noise, like.device).rand(shape)
     return u.to(like.device).clamp_(eps, 1.0 - eps)
 
 
@@ -119,14 +120,14 @@ class DiscretizedLogisticMixture:
         comp = log_logistic_bin_mass(self.quantize(x).unsqueeze(1), means, log_scales, self.half_width)
         return torch.logsumexp(F.log_softmax(logits, dim=1) + comp, dim=1)
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator | None, channels: int) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, noise, channels: int) -> torch.Tensor:
         """Draw a component (Gumbel-max) then a logistic value, clipped to [-1, 1]."""
         logits, means, log_scales = self.split(params, channels)
-        gumbel = -torch.log(-torch.log(_uniform(logits.shape, logits, generator)))
+        gumbel = -torch.log(-torch.log(_uniform(logits.shape, logits, noise)))
         idx = (logits + gumbel).argmax(dim=1, keepdim=True)
         mu = means.gather(1, idx).squeeze(1)
         s = log_scales.gather(1, idx).squeeze(1).exp()
-        u = _uniform(mu.shape, mu, generator)
+        u = _uniform(mu.shape, mu, noise)
         return (mu + s * (torch.log(u) - torch.log1p(-u))).clamp(-1.0, 1.0)
 
     def mean(self, params: torch.Tensor, channels: int) -> torch.Tensor:
@@ -172,10 +173,9 @@ class GaussianLikelihood:
         z = (x.float() - mean) * torch.exp(-log_scale)
         return -0.5 * z.square() - log_scale - 0.5 * math.log(2 * math.pi)
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator | None, channels: int) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, noise, channels: int) -> torch.Tensor:
         mean, log_scale = self.split(params, channels)
-        dev = generator.device if generator is not None else mean.device
-        eps = torch.randn(mean.shape, generator=generator, device=dev).to(mean.device)
+        eps = as_noise(noise, mean.device).randn(mean.shape).to(mean.device)
         return mean + log_scale.exp() * eps
 
     def mean(self, params: torch.Tensor, channels: int) -> torch.Tensor:

@@ -15,6 +15,12 @@ Both have ``latent_shape``, ``encode(x) -> (mean, log_var)`` of the diagonal Gau
 q(z|x) and ``decode(z) -> params`` (channels = ``out_channels``, given by the likelihood).
 No batch statistics are used anywhere (no BatchNorm), so an example's likelihood does not depend
 on the rest of its batch.
+
+``num_classes > 0`` gives a conditional VAE (Sohn et al. 2015): q(z | x, y) and p(x | z, y), the
+class entering as a learned per-class bias on the first hidden layer of the encoder (after the
+stem conv / first linear) and of the decoder (after its first conv / linear); then
+``encode(x, y)`` and ``decode(z, y)`` need the labels. The prior p(z) = N(0, I) stays
+unconditional.
 """
 
 from __future__ import annotations
@@ -91,12 +97,55 @@ class _EncoderDecoder(nn.Module):
         """The last layer; its bias holds the likelihood's initial parameters."""
         return self.decoder[-1]
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x).chunk(2, dim=1)
+    num_classes: int = 0
+
+    def _add_label_embeddings(self, num_classes: int) -> None:
+        """Per-class biases for the outputs of the first encoder and decoder layers (created after
+        every other parameter, so those initialise as in the unconditional net)."""
+        if int(num_classes) < 0:
+            raise InputError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = int(num_classes)
+        if self.num_classes:
+            self.enc_label_embed = nn.Embedding(self.num_classes, _out_size(self.encoder[0]))
+            self.dec_label_embed = nn.Embedding(self.num_classes, _out_size(self.decoder[0]))
+
+    def _labels(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        name = type(self).__name__
+        if not self.num_classes:
+            if y is not None:
+                raise InputError(f"{name} is unconditional (num_classes=0) but got class labels")
+            return None
+        if y is None:
+            raise InputError(f"{name} is class-conditional (num_classes={self.num_classes}): pass the labels y")
+        y = torch.as_tensor(y).long().reshape(-1)
+        if len(y) != batch:
+            raise InputError(f"{name}: got {len(y)} class labels for a batch of {batch}")
+        return y
+
+    @staticmethod
+    def _run(layers: nn.Sequential, x: torch.Tensor, embed: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+        """``layers(x)`` with ``embed(y)`` added (per channel / unit) to the first layer's output."""
+        h = layers[0](x)
+        bias = embed(y.to(h.device)).to(h.dtype)
+        h = h + bias.view(*bias.shape, *([1] * (h.ndim - 2)))
+        for layer in layers[1:]:
+            h = layer(h)
+        return h
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self._labels(y, len(x))
+        out = self.encoder(x) if y is None else self._run(self.encoder, x, self.enc_label_embed, y)
+        mean, log_var = out.chunk(2, dim=1)
         return mean, log_var.clamp(*LOGVAR_RANGE)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = self._labels(y, len(z))
+        return self.decoder(z) if y is None else self._run(self.decoder, z, self.dec_label_embed, y)
+
+
+def _out_size(layer: nn.Module) -> int:
+    """Channels of a conv's output, units of a linear's."""
+    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
 
 
 class ConvVAENet(_EncoderDecoder):
@@ -118,7 +167,7 @@ class ConvVAENet(_EncoderDecoder):
 
     def __init__(self, data_shape: Sequence[int], out_channels: int, channels: Sequence[int] = (64, 128),
                  latent_channels: int = 16, res_blocks: int = 1, stem_stride: int = 2, activation: str = "silu",
-                 latent_dim: int | None = None):
+                 latent_dim: int | None = None, num_classes: int = 0):
         super().__init__()
         c_in, h, w = (int(s) for s in data_shape)
         levels = len(channels)
@@ -159,6 +208,7 @@ class ConvVAENet(_EncoderDecoder):
         dec += [act(), head]
         self.decoder = nn.Sequential(*dec)
         he_init_(self, output_layer=head)
+        self._add_label_embeddings(num_classes)
 
 
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
@@ -175,7 +225,7 @@ class MLPVAENet(_EncoderDecoder):
     """MLP encoder/decoder for vector data: ``depth`` hidden layers of ``hidden`` units each."""
 
     def __init__(self, data_shape: Sequence[int], out_channels: int, hidden: int = 128, depth: int = 2,
-                 latent_dim: int = 2, activation: str = "silu"):
+                 latent_dim: int = 2, activation: str = "silu", num_classes: int = 0):
         super().__init__()
         if len(data_shape) != 1:
             raise InputError(f"MLPVAENet needs vector data (shape [d]), got shape {list(data_shape)}")
@@ -184,6 +234,7 @@ class MLPVAENet(_EncoderDecoder):
         self.encoder = _mlp([d] + [hidden] * depth + [2 * latent_dim], activation)
         self.decoder = _mlp([latent_dim] + [hidden] * depth + [int(out_channels)], activation)
         he_init_(self, output_layer=self.decoder[-1])
+        self._add_label_embeddings(num_classes)
 
 
 __all__ = ["ConvVAENet", "MLPVAENet", "ResBlock"]

@@ -24,21 +24,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-#: harness metric key -> metric family written before the extractor name
-DOMAIN_FAMILIES = {
-    "fid": "FD",
-    "fid_inf": "FD_inf",
-    "sfid": "sFD",
-    "is_mean": "CS",
-    "is_std": "CS_std",
-    "is_inf": "CS_inf",
-    "kid_mean": "KD",
-    "kid_std": "KD_std",
-    "precision": "precision",
-    "recall": "recall",
-    "density": "density",
-    "coverage": "coverage",
-}
+
+def domain_families() -> dict[str, str]:
+    """Harness metric key -> family name written before the extractor name (from the declarations)."""
+    from generative_bench.evaluation import suite  # noqa: F401  (the declarations)
+    from generative_bench.evaluation.schema import outputs
+
+    return {o.key: o.domain for o in outputs() if o.domain}
+
+
+def __getattr__(name: str):
+    if name == "DOMAIN_FAMILIES":
+        return domain_families()
+    raise AttributeError(name)
 
 
 def is_domain(description: Mapping[str, Any]) -> bool:
@@ -59,13 +57,14 @@ def metric_label(description: Mapping[str, Any], metric: str) -> str:
         return str(names[metric])
     if not is_domain(description):
         return metric
-    family = DOMAIN_FAMILIES.get(metric, metric)
+    family = domain_families().get(metric, metric)
     return f"{family}_{description.get('name')}"
 
 
-def metric_names(name: str, metrics: tuple[str, ...] = tuple(DOMAIN_FAMILIES)) -> dict[str, str]:
+def metric_names(name: str, metrics: tuple[str, ...] | None = None) -> dict[str, str]:
     """``{harness key: label}`` of a domain extractor called ``name`` (for its ``describe()``)."""
-    return {m: metric_label({"kind": "domain", "name": name}, m) for m in metrics}
+    keys = tuple(domain_families()) if metrics is None else metrics
+    return {m: metric_label({"kind": "domain", "name": name}, m) for m in keys}
 
 
 def relabel(metrics: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,4 +72,4 @@ def relabel(metrics: Mapping[str, Any], description: Mapping[str, Any]) -> dict[
     return {metric_label(description, k): v for k, v in metrics.items()}
 
 
-__all__ = ["DOMAIN_FAMILIES", "is_domain", "metric_label", "metric_names", "relabel"]
+__all__ = ["domain_families", "is_domain", "metric_label", "metric_names", "relabel"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from generative_bench.config import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench.data.codec import to_model_space

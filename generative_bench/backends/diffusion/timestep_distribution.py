@@ -18,7 +18,7 @@ from torch import nn
 from generative_bench.errors import InputError
 
 
-class UniformSampler(nn.Module):
+class UniformTimesteps(nn.Module):
     """t ~ U{0..T-1} with unit weights."""
 
     def __init__(self, num_timesteps: int):
@@ -36,7 +36,7 @@ class UniformSampler(nn.Module):
         """Nothing to learn."""
 
 
-class LossSecondMomentSampler(UniformSampler):
+class LossSecondMomentTimesteps(UniformTimesteps):
     """Importance sampling of t by the root mean square of its recent losses."""
 
     def __init__(self, num_timesteps: int, history_per_term: int = 10, uniform_prob: float = 0.001):
@@ -83,10 +83,10 @@ class LossSecondMomentSampler(UniformSampler):
         self.loss_counts.copy_(counts)
 
 
-TIMESTEP_SAMPLERS = {"uniform": UniformSampler, "loss-second-moment": LossSecondMomentSampler}
+TIMESTEP_DISTRIBUTIONS = {"uniform": UniformTimesteps, "loss-second-moment": LossSecondMomentTimesteps}
 
 
-def make_timestep_sampler(name: str, num_timesteps: int) -> UniformSampler:
-    if name not in TIMESTEP_SAMPLERS:
-        raise InputError(f"unknown timestep sampler {name!r}; choose one of {sorted(TIMESTEP_SAMPLERS)}")
-    return TIMESTEP_SAMPLERS[name](num_timesteps)
+def make_timestep_distribution(name: str, num_timesteps: int) -> UniformTimesteps:
+    if name not in TIMESTEP_DISTRIBUTIONS:
+        raise InputError(f"unknown timestep distribution {name!r}; choose one of {sorted(TIMESTEP_DISTRIBUTIONS)}")
+    return TIMESTEP_DISTRIBUTIONS[name](num_timesteps)

@@ -1,0 +1,132 @@
+"""One declaration per metric: what it needs, what it outputs and how each output is shown.
+
+A :class:`Metric` names the features it needs, its outputs and the pure function that computes
+them; an :class:`Output` gives a number's key in the results record, its display label, which
+way is better, its name in a domain feature space (``FD`` for ``fid``: the same formula on
+another network's features is not FID), its display scale and footnote. The harness computes
+the metrics listed in ``eval.metrics`` (image data) or ``eval.toy_metrics`` (2-D data) from this
+registry, and the leaderboard, the domain naming, the regression gate and the plots read their
+columns, labels and directions from it, so adding a metric is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from generative_bench.errors import InputError
+
+SPACES = ("features", "toy")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One number a metric writes into the record's ``metrics``."""
+
+    key: str
+    label: str
+    better: str = ""          # "lower" | "higher" | "" (no best value)
+    domain: str | None = None  # family name in a domain feature space; None = no such variant (label unchanged)
+    column: str | None = None  # short leaderboard id (default: key), e.g. "is" for "is_mean"
+    scale: float = 1.0         # shown multiplied by this in the Inception space
+    digits: int = 2
+    note: str | None = None    # footnote of the column
+    spread: str | None = None  # key of the output holding this number's spread (e.g. "is_std")
+    shown: bool = True         # False for spreads and bookkeeping outputs: no column of their own
+
+    @property
+    def column_id(self) -> str:
+        return self.column or self.key
+
+
+@dataclass
+class MetricInputs:
+    """Everything a metric may read; each metric uses what it declared."""
+
+    cfg: Any                                # the eval config (metric settings)
+    seed: int = 0
+    features: Mapping[str, Any] | None = None   # sample features: pool / spatial / logits
+    reference: Mapping[str, Any] | None = None  # reference arrays: mu, sigma, pool, ..., labels
+    labels: Any = None                          # the samples' intended classes (conditional samplers)
+    samples: Any = None                         # 2-D points (toy data)
+    reference_points: Any = None                # held-out 2-D points (toy data)
+    mixture: Any = None                         # the exact 2-D mixture (toy data)
+    extractor: Mapping[str, Any] = field(default_factory=dict)  # the feature extractor's description
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    space: str                                        # "features" | "toy"
+    outputs: tuple[Output, ...]
+    compute: Callable[[MetricInputs], tuple[dict[str, float], dict[str, Any]]]
+    needs: tuple[str, ...] = ()                       # feature keys (features space)
+    conditional: bool = False                         # needs the samples' labels; skipped without them
+    description: str = ""
+
+    def check_features(self, available: set[str] | None) -> None:
+        missing = [k for k in self.needs if available is not None and k not in available]
+        if missing:
+            raise InputError(f"metric {self.name!r} needs '{missing[0]}' features, which this feature extractor does "
+                             f"not provide; remove {self.name} from eval.metrics")
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    """Add ``metric`` to the registry (its name and output keys must be new)."""
+    if metric.space not in SPACES:
+        raise ValueError(f"metric space must be one of {SPACES}, got {metric.space!r}")
+    if metric.name in _METRICS:
+        raise ValueError(f"metric {metric.name!r} is already registered")
+    taken = {o.key for m in _METRICS.values() for o in m.outputs}
+    clash = [o.key for o in metric.outputs if o.key in taken]
+    if clash:
+        raise ValueError(f"output key(s) {clash} of metric {metric.name!r} are already declared")
+    _METRICS[metric.name] = metric
+    return metric
+
+
+def unregister(name: str) -> None:
+    _METRICS.pop(name, None)
+
+
+def metric(name: str, space: str | None = None) -> Metric:
+    m = _METRICS.get(name)
+    if m is None or (space is not None and m.space != space):
+        choices = sorted(k for k, v in _METRICS.items() if space is None or v.space == space)
+        where = "eval.metrics" if space == "features" else "eval.toy_metrics" if space == "toy" else "the metrics"
+        raise InputError(f"unknown metric {name!r} in {where}; choose from {choices}")
+    return m
+
+
+def metrics(space: str | None = None) -> list[Metric]:
+    return [m for m in _METRICS.values() if space is None or m.space == space]
+
+
+def outputs(shown_only: bool = False) -> list[Output]:
+    """Every declared output in registration order."""
+    return [o for m in _METRICS.values() for o in m.outputs if o.shown or not shown_only]
+
+
+def output(key: str) -> Output | None:
+    return next((o for o in outputs() if o.key == key), None)
+
+
+def spread_keys() -> set[str]:
+    return {o.spread for o in outputs() if o.spread}
+
+
+def domain_label(key: str, extractor_name: str) -> str:
+    """``FD_<extractor>`` for ``fid`` etc.; the key itself when it has no domain variant."""
+    o = output(key)
+    if o is None:
+        return key
+    if o.domain is None:
+        return o.label
+    return f"{o.domain}_{extractor_name}"
+
+
+__all__ = ["Metric", "MetricInputs", "Output", "SPACES", "domain_label", "metric", "metrics", "output",
+           "outputs", "register", "spread_keys", "unregister"]
