@@ -40,3 +40,76 @@ def instantiate(cfg: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 __all__ = ["instantiate", "project_error"]
+
+
+# ------------------------------------------------------------------------------------ run identity
+#: train settings that do not change what a run computes (budgets may grow on resume)
+NON_IDENTITY_TRAIN_KEYS = ("max_steps", "max_images", "max_minutes", "resume", "allow_config_change", "log_every",
+                           "checkpoint_every", "keep_every", "num_workers", "tensorboard", "compile")
+#: data settings that say where the data is, not what it is
+NON_IDENTITY_DATA_KEYS = ("root", "path", "test_path", "download")
+
+
+def _drop(obj: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [_drop(v, keys) for v in obj]
+    return obj
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """What defines a training run: model, data (not where it lives), training settings other than
+    budgets and bookkeeping, the seed, and the preset's settings for this model. Its hash names the
+    run folder, and a resume checks it against the checkpoint's."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+    model = plain(cfg.get("model")) or {}
+    per_model = (plain(cfg.get("per_model")) or {}).get(str(model.get("name")), {})
+    return {
+        "model": {"name": model.get("name"), "backend": model.get("backend")},
+        "data": _drop(plain(cfg.get("data")) or {}, NON_IDENTITY_DATA_KEYS),
+        "train": {k: v for k, v in (plain(cfg.get("train")) or {}).items() if k not in NON_IDENTITY_TRAIN_KEYS},
+        "seed": cfg.get("seed"),
+        "per_model": _drop(per_model, ("sampling", "sampling_sweep", "eval")),
+        "extractor": plain(cfg.get("extractor")),
+    }
+
+
+def config_key(obj: Any, length: int = 10) -> str:
+    """A short, stable hash of a JSON-able object (sorted keys)."""
+    import hashlib
+    import json
+
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` lines for every leaf that differs between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old:
+                out.append(f"{key}: (absent) -> {new[k]!r}")
+            elif k not in new:
+                out.append(f"{key}: {old[k]!r} -> (absent)")
+            else:
+                out += config_differences(old[k], new[k], key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def register_resolvers() -> None:
+    """``${gbench_run_key:}`` (hash of the run identity) for Hydra's run folder names."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("gbench_run_key"):
+        OmegaConf.register_new_resolver("gbench_run_key", lambda *, _root_: config_key(run_identity(_root_)))
+
+
+register_resolvers()

@@ -5,6 +5,7 @@
     gbench -m model=gan,vae seed=0,1,2 ...   any Hydra sweep; its report is built at the end
     gbench run|train|sample|evaluate [overrides]   one stage (or the whole pipeline) in one run folder
     gbench report DIR... [--out OUT]           leaderboard + HTML report over run/sweep folders
+    --debug (anywhere)                         full tracebacks instead of one-line error messages
     gbench compare NEW BASELINE [--tolerance ...]   regression gate: exit 1 on regressions, 3 on a
                                     protocol change (generative_bench.reporting.compare)
 """
@@ -41,25 +42,32 @@ def hydra_args(argv: list[str]) -> list[str]:
 
 
 def torchrun_args(args: list[str]) -> list[str]:
-    """Under torchrun every rank must use the same single run folder (one folder per job)."""
+    """Under torchrun every rank runs the same single job; the content-keyed run folder is the same
+    on every rank, so they share it (one folder per job)."""
     from generative_bench.distributed import launched_by_torchrun
 
     if not launched_by_torchrun():
         return args
     if any(a in ("-m", "--multirun") for a in args):
-        sys.exit("gbench: sweeps cannot run inside torchrun; launch one torchrun per job (e.g. with a cluster launcher)")
-    extra = [] if "hydra.mode=RUN" in args else ["hydra.mode=RUN"]
-    if not any(a.startswith("hydra.run.dir=") for a in args):
-        run_id = os.environ.get("GBENCH_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "none")
-        if run_id == "none":
-            sys.exit("gbench: under torchrun pass hydra.run.dir=DIR (or use --standalone / --rdzv-id, or set "
-                     "GBENCH_RUN_ID) so that all ranks share one run folder")
-        extra.append(f"hydra.run.dir=${{paths.runs_dir}}/ddp-{run_id}_${{run_name}}")
-    return args + extra
+        sys.exit("gbench: error: sweeps cannot run inside torchrun; launch one torchrun per job (e.g. with a "
+                 "cluster launcher)")
+    return args if "hydra.mode=RUN" in args else args + ["hydra.mode=RUN"]
+
+
+def command_key(args: list[str]) -> str:
+    """A stable name for the sweep folder of a command: the hash of its overrides, in any order."""
+    from generative_bench.config import config_key
+
+    kept = sorted(a for a in args if a not in ("-m", "--multirun", "--debug")
+                  and not a.split("=", 1)[0].lstrip("+~").startswith(("hydra.", "paths.")))
+    return config_key(kept, 8)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # tracebacks instead of the one-line messages
+        argv = [a for a in argv if a != "--debug"]
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     if argv[:1] == ["report"]:
         from generative_bench.cli.report import report_main
 
@@ -71,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
 
     from generative_bench.cli import task
+    from generative_bench.config import register_resolvers
 
+    register_resolvers()
+    os.environ["GBENCH_COMMAND_KEY"] = command_key(argv)
     prog = sys.argv[0]
     sys.argv = [prog] + torchrun_args(hydra_args(argv))
     hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")(task.run_job)()

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
 from generative_bench.backends.base import Backend
-from generative_bench.config import instantiate
+from generative_bench.config import instantiate, run_identity
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
@@ -67,7 +67,7 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     record.update(backend=describe_backend(cfg, backend), data=split.info)
     stream = BatchStream(split.x, int(cfg.train.batch_size), seed=int(cfg.seed), hflip=bool(cfg.data.hflip),
                          device=device, labels=split.labels if backend.conditional else None)
-    trainer = Trainer(backend, stream, cfg.train, run_dir, device)
+    trainer = Trainer(backend, stream, cfg.train, run_dir, device, identity=run_identity(cfg))
     summary = trainer.fit()
     budget = {k: cfg.train.get(k) for k in ("max_steps", "max_images", "max_minutes")}
     record.update(train={**summary.as_dict(), "budget": budget, "batch_size": int(cfg.train.batch_size)},

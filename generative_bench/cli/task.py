@@ -1,8 +1,11 @@
 """The Hydra task function: one job = one run folder with its resolved config and results record.
 
-A failing job writes its error into results.json (status "failed", the stage and the message)
-before anything else happens; in a sweep the other jobs go on and the failure is listed in the
-report, in a single run the exception propagates (exit code 1).
+The config is validated first (milliseconds, :mod:`generative_bench.validation`). A failing job
+writes its error into results.json (status "failed", the stage and the message); in a sweep the
+other jobs go on and the failure is listed in the report; a single run prints one or two lines
+naming the problem and the fix and exits with the error's code (2 bad input, 3 non-finite
+training, 4 weights unavailable, 5 cannot write, 130 interrupted, 1 anything else), with the
+traceback only under ``--debug`` / ``HYDRA_FULL_ERROR=1``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
 from generative_bench.cli import stages
-from generative_bench.errors import InputError
-from generative_bench.io import atomic_write_text
+from generative_bench.config import project_error
+from generative_bench.errors import GBenchError, InputError
+from generative_bench.io import atomic_write_text, remove_stale_temp_files
 from generative_bench.records import RunRecord, environment_info
+from generative_bench.validation import validate
 
 log = logging.getLogger("gbench")
 
@@ -33,8 +38,27 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} asked for but CUDA is not available; use device=cpu or device=auto")
+        raise InputError(f"device={name} asked for but CUDA is not available; use device=cpu or device=auto")
     return dev
+
+
+def debug_mode() -> bool:
+    import os
+
+    return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
+
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """(the message printed for ``exc``, the exit code)."""
+    from generative_bench.training.trainer import TrainingInterrupted
+
+    if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
+        return f"interrupted: {exc or 'by the user'}", 130
+    err = project_error(exc)
+    if err is not None:
+        return str(err), err.exit_code
+    return (f"{type(exc).__name__}: {exc} (an unexpected error: rerun with --debug for the traceback and "
+            "report it)"), 1
 
 
 def apply_per_model(cfg: DictConfig) -> DictConfig:
@@ -58,13 +82,35 @@ def apply_per_model(cfg: DictConfig) -> DictConfig:
         raise InputError(f"per_model.{name}: {e}; fix the key in the experiment preset") from None
 
 
+def check_resume(cfg: DictConfig, run_dir: Path) -> None:
+    """A training stage that would resume a checkpoint made with other settings fails before
+    anything is written (the trainer checks again against the checkpoint itself)."""
+    from generative_bench.config import run_identity
+    from generative_bench.training.trainer import changed_identity, config_changed_error
+
+    train = cfg.get("train") or {}
+    if str(cfg.stage) not in ("train", "pipeline") or not train.get("resume", True) \
+            or train.get("allow_config_change", False):
+        return
+    diffs = changed_identity(run_dir / "checkpoints", run_identity(cfg))
+    if diffs:
+        raise config_changed_error(run_dir, run_dir / "checkpoints" / "last.pt", diffs)
+
+
 def run_job(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    OmegaConf.resolve(cfg)
-    cfg = apply_per_model(cfg)
-    device = resolve_device(str(cfg.device))
+    try:
+        OmegaConf.resolve(cfg)
+        cfg = apply_per_model(cfg)
+        stages.check_stage(str(cfg.stage))
+        validate(cfg)
+        device = resolve_device(str(cfg.device))
+        check_resume(cfg, run_dir)
+    except Exception as e:  # nothing was written yet: report and stop (a sweep goes on with the next job)
+        return _fail_early(e, run_dir, multirun, cfg)
+    remove_stale_temp_files(run_dir)
     dist_info = distributed.init_from_env(device)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
@@ -79,7 +125,6 @@ def run_job(cfg: DictConfig) -> str:
     current = {"stage": str(cfg.stage)}
     t0 = time.perf_counter()
     try:
-        stages.check_stage(str(cfg.stage))
         stages.STAGES[str(cfg.stage)](cfg, run_dir, record, device, current)
         wall = dict(record.data.get("wall_times", {}))
         wall["total_s"] = round(time.perf_counter() - t0, 3)
@@ -87,11 +132,39 @@ def run_job(cfg: DictConfig) -> str:
         record.complete()
         log.info("run finished: %s", run_dir)
     except BaseException as e:  # record every way a job can end, then decide whether to go on
-        record.fail(e, current["stage"])
+        inner = project_error(e)
+        record.fail(inner or e, current["stage"])
         if multirun and isinstance(e, Exception):
             FAILED_JOBS.append(str(run_dir))
-            log.error("job failed in stage %s: %s: %s (recorded in %s)", current["stage"], type(e).__name__, e,
-                      record.path)
+            log.error("job failed in stage %s: %s: %s (recorded in %s)", current["stage"], type(inner or e).__name__,
+                      inner or e, record.path)
             return str(run_dir)
-        raise
+        _exit(e, f" (stage {current['stage']}; recorded in {record.path})")
     return str(run_dir)
+
+
+def _fail_early(e: Exception, run_dir: Path, multirun: bool, cfg: DictConfig) -> str:
+    if multirun:
+        FAILED_JOBS.append(str(run_dir))
+        message, _ = explain(e)
+        log.error("job not started: %s", message)
+        try:  # leave a record so the report lists the job
+            RunRecord.create(run_dir, run_name=str(cfg.get("run_name", run_dir.name)), stage=str(cfg.get("stage")),
+                             seed=cfg.get("seed"), overrides=list(HydraConfig.get().overrides.task),
+                             command="gbench " + " ".join(HydraConfig.get().overrides.task)).fail(
+                project_error(e) or e, "config")
+        except GBenchError:
+            pass
+        return str(run_dir)
+    _exit(e, "")
+
+
+def _exit(e: BaseException, where: str):
+    """Print ``e`` as one or two lines and exit with its code (the traceback under --debug)."""
+    import sys
+
+    if debug_mode():
+        raise e
+    message, code = explain(e)
+    print(f"gbench: error: {message}{where if code != 130 else ''}", file=sys.stderr)
+    raise SystemExit(code)

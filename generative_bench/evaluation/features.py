@@ -231,6 +231,7 @@ class InceptionFeatures(FeatureExtractor):
     """
 
     name = "inception-v3-fid"
+    FEATURES = ("pool", "spatial", "logits")
     dims = {"pool": inc.POOL_DIM, "spatial": inc.SPATIAL_DIM, "logits": inc.NUM_CLASSES}
 
     def __init__(

@@ -7,6 +7,11 @@ clipping, EMA, AMP on CUDA, a progress bar with loss and images/s, a CSV log (Te
 optional), atomic checkpoints every N steps and on SIGINT/SIGTERM, exact resume (model,
 optimizers, EMA, scaler, RNG states, data order, step), and a NaN/Inf guard that stops with a
 clear error and keeps the last good checkpoint.
+
+A checkpoint stores the run's ``identity`` (the settings that define what it computes, see
+:func:`generative_bench.config.run_identity`); resuming with a different one is a
+``ConfigChangedError`` listing the differences, unless ``train.allow_config_change`` is true:
+then the new optimizer hyper-parameters replace the stored ones and the changes are recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,36 @@ from omegaconf import DictConfig, OmegaConf
 
 from generative_bench.backends.base import Trainable
 from generative_bench import distributed
+from generative_bench.config import config_differences
+from generative_bench.errors import ConfigChangedError, InputError
+from generative_bench.io import atomic_write_json, remove_stale_temp_files
 from generative_bench.data.loading import BatchStream
 from generative_bench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from generative_bench.training.ema import EMA
 from generative_bench.training.step import TrainerStepContext
 
 log = logging.getLogger(__name__)
+
+
+#: the run identity of the last checkpoint, beside it, so a changed command is caught before any write
+IDENTITY_FILE = "run_identity.json"
+
+
+def changed_identity(ckpt_dir: Path, identity: dict[str, Any]) -> list[str]:
+    """Differences between ``identity`` and the one stored beside ``ckpt_dir``'s last checkpoint."""
+    from generative_bench.io import read_json
+
+    path = Path(ckpt_dir) / IDENTITY_FILE
+    if not path.is_file() or find_checkpoint(ckpt_dir) is None:
+        return []
+    return config_differences(read_json(path), json_roundtrip(identity))
+
+
+def json_roundtrip(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists, keys strings)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=str))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -46,6 +75,7 @@ class TrainSummary:
     stopped_by: str
     resumed_from_step: int | None
     last_losses: dict[str, float]
+    config_changes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,12 +101,24 @@ def lr_factor(step: int, warmup_steps: int, decay: str, max_steps: int | None) -
     return f
 
 
+def config_changed_error(run_dir: Path | str, where: Path | str, diffs: list[str]) -> ConfigChangedError:
+    shown = "\n  ".join(diffs[:20]) + ("\n  ..." if len(diffs) > 20 else "")
+    return ConfigChangedError(
+        f"the run in {str(run_dir)!r} was started with other settings than this command's (checkpoint "
+        f"{str(where)!r}):\n  {shown}\nRerun with the original settings, pass train.allow_config_change=true to "
+        "continue with the new ones, or choose another run folder (hydra.run.dir=...)")
+
+
 class Trainer:
     def __init__(self, backend: Trainable, stream: BatchStream, cfg: DictConfig | dict, run_dir: str | Path,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", identity: dict[str, Any] | None = None):
         self.cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-        if not any(self.cfg.get(k) for k in ("max_steps", "max_images", "max_minutes")):
-            raise ValueError("set a training budget: train.max_steps, train.max_images or train.max_minutes")
+        budgets = {k: self.cfg.get(k) for k in ("max_steps", "max_images", "max_minutes")}
+        if not any(budgets.values()):
+            raise InputError("set a training budget: train.max_steps, train.max_images or train.max_minutes")
+        bad = {k: v for k, v in budgets.items() if v is not None and not float(v) > 0}
+        if bad:
+            raise InputError(f"training budgets must be positive or null, got {bad}")
         self.device = torch.device(device)
         self.dist = distributed.info()
         self.backend = backend.to(self.device)
@@ -99,6 +141,9 @@ class Trainer:
         self.wall_s = 0.0
         self._stop_signal: int | None = None
         self.resumed_from_step: int | None = None
+        self.identity = identity
+        #: ``key: old -> new`` lines of an allowed resume with changed settings
+        self.config_changes: list[str] = []
 
     # ---------------------------------------------------------------- setup
     def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -139,7 +184,21 @@ class Trainer:
             "stream": self.stream.state_dict(),
             "rng": distributed.gather_objects(rng),
             "world_size": self.dist.world_size,
+            "identity": self.identity,
         }
+
+    def check_identity(self, state: dict[str, Any], where: Path | str) -> None:
+        """Refuse (or, when allowed, record) a resume whose settings differ from the checkpoint's."""
+        stored = state.get("identity")
+        if self.identity is None or stored is None:
+            return
+        diffs = config_differences(json_roundtrip(stored), json_roundtrip(self.identity))
+        if not diffs:
+            return
+        if not self.cfg.get("allow_config_change", False):
+            raise config_changed_error(self.run_dir, where, diffs)
+        self.config_changes = diffs
+        log.warning("resuming %s with changed settings: %s", self.run_dir, "; ".join(diffs))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.backend.load_state_dict(state["model"])
@@ -148,7 +207,11 @@ class Trainer:
         if missing:
             raise ValueError(f"checkpoint optimizers {sorted(state['optimizers'])} do not match backend {sorted(self.optimizers)}")
         for k, o in self.optimizers.items():
+            fresh = [{h: v for h, v in g.items() if h != "params"} for g in o.param_groups]
             o.load_state_dict(state["optimizers"][k])
+            if self.config_changes:  # an allowed change: the new hyper-parameters win over the stored ones
+                for g, new in zip(o.param_groups, fresh):
+                    g.update(new)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.stream.load_state_dict(state["stream"])
@@ -170,14 +233,20 @@ class Trainer:
         path = self.ckpt_dir / "last.pt"
         if self.dist.is_main:
             path = save_checkpoint(state, self.ckpt_dir, keep_step=self.step if keep else None)
+            if self.identity is not None:
+                atomic_write_json(self.ckpt_dir / IDENTITY_FILE, self.identity)
         distributed.barrier()
         return path
 
     def maybe_resume(self) -> bool:
+        if self.dist.is_main:  # a write killed half-way leaves its temp file behind
+            remove_stale_temp_files(self.ckpt_dir)
         path = find_checkpoint(self.ckpt_dir)
         if path is None or not self.cfg.get("resume", True):
             return False
-        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        state = load_checkpoint(path, map_location=self.device)
+        self.check_identity(state, path)
+        self.load_state_dict(state)
         self.resumed_from_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
         return True
@@ -292,7 +361,8 @@ class Trainer:
         if stopped_by == "signal":
             raise TrainingInterrupted(f"training interrupted by signal {self._stop_signal} at step {self.step}; "
                                       f"checkpoint saved in {self.ckpt_dir}, rerun the same command to resume")
-        return TrainSummary(self.step, self.images_seen, self.wall_s, stopped_by, self.resumed_from_step, last)
+        return TrainSummary(self.step, self.images_seen, self.wall_s, stopped_by, self.resumed_from_step, last,
+                            list(self.config_changes))
 
     _batch_images = 0
     _STOP_REASONS = (None, "max_steps", "max_images", "max_minutes", "signal")

@@ -31,10 +31,16 @@ class ClassifierGuidance:
         self.scale = float(scale)
 
     def grad(self, process: GaussianDiffusion, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``s * d/dx log p(y | x, t)`` per example (the classifier sees ``process.model_time(t)``)."""
+        """``s * d/dx log p(y | x, t)`` per example (the classifier sees ``process.model_time(t)``).
+
+        The gradient is taken in at least float32 (half precision inputs are promoted) and in
+        float64 for float64 inputs, so double-precision sampling keeps its precision.
+        """
+        dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.enable_grad():
-            x_in = x.detach().float().requires_grad_(True)
-            logits = self.classifier(x_in, process.model_time(t)).float()
+            x_in = x.detach().to(dtype).requires_grad_(True)
+            logits = self.classifier(x_in, process.model_time(t))
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             chosen = F.log_softmax(logits, dim=-1).gather(1, self.labels.view(-1, 1)).sum()
             (g,) = torch.autograd.grad(chosen, x_in)
         return self.scale * g.to(x.dtype)

@@ -56,6 +56,7 @@ class DomainFeatures(FeatureExtractor):
     """
 
     kind = "domain"
+    FEATURES = ("pool", "logits")
 
     def __init__(self, weights: str | os.PathLike | None = None, manifest: str | os.PathLike | None = None,
                  asset: str | None = None, sha256: str | None = None, device: torch.device | str = "cpu",
