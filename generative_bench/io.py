@@ -45,9 +45,21 @@ _FIXES = {
 }
 
 
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first folder of ``path``'s parents (nearest the root first) that exists but is not a folder."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
 def output_error(path: str | os.PathLike, exc: OSError) -> OutputError:
     """An OutputError naming the file, the reason and the fix of a failed write."""
-    fix = _FIXES.get(exc.errno, exc.strerror or str(exc))
+    blocker = _file_in_the_way(Path(path)) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # mkdir of a parent found a file where a folder must be
+        fix = f"{str(blocker)!r} is a file where a folder is expected: move it away or write elsewhere"
+    else:
+        fix = _FIXES.get(exc.errno, exc.strerror or str(exc))
     return OutputError(f"cannot write {str(path)!r}: {fix} [{exc.strerror or type(exc).__name__}]")
 
 

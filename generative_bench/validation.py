@@ -14,6 +14,9 @@ from omegaconf import DictConfig
 
 from generative_bench.errors import InputError
 
+#: the splits every data source has
+SPLITS = ("train", "test")
+
 #: stages that train / sample or evaluate
 TRAINING_STAGES = ("train", "pipeline", "train_extractor")
 EVALUATING_STAGES = ("evaluate", "pipeline", "sample")
@@ -149,6 +152,16 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     if nll.get("enabled", True):
         _positive_int(p, "eval.nll.examples", nll.get("examples"), allow_none=True)
         _positive_int(p, "eval.nll.batch_size", nll.get("batch_size", 1))
+    # every data source has a train and a test split; an image folder without a folder of another
+    # name would silently read its root (with train/ and test/ as two "classes")
+    for key, value in (("eval.reference_split", e.get("reference_split", "train")),
+                       ("eval.nll.split", nll.get("split", "test") if nll.get("enabled", True) else "test")):
+        if str(value) not in SPLITS:
+            p.add(f"{key}={value!r}: must be one of {list(SPLITS)}")
+    pretrained = (e.get("features") or {}).get("pretrained", "auto")
+    if str(pretrained) not in ("auto", "True", "False", "true", "false"):
+        p.add(f"eval.features.pretrained={pretrained!r}: must be true (the published weights, else an error), "
+              "false (random init, not comparable) or auto (the published weights when available)")
     counts = [e.get("num_samples")] + ([e.sweep_num_samples] if e.get("sweep_num_samples") else [])
     n = min(c for c in counts if _is_int(c)) if n_ok else None
     image = str(cfg.data.get("kind", "image")) == "image"
@@ -237,14 +250,111 @@ def _sampler(p: Problems, cfg: DictConfig) -> None:
             if _is_int(n) and n > shape[0]:
                 p.add(f"eval.num_samples={n} but {str(path)!r} holds {shape[0]} samples; lower eval.num_samples to "
                       f"<= {shape[0]}")
-    elif target.endswith("FolderSampleSet") and not path.is_dir():
-        p.add(f"sampler.path={str(path)!r} is not a folder; pass the folder of sample images")
+    elif target.endswith("FolderSampleSet"):
+        if not path.is_dir():
+            p.add(f"sampler.path={str(path)!r} is not a folder; pass the folder of sample images")
+            return
+        first = _first_image_size(path)
+        want = list(cfg.data.shape)
+        if first is not None and len(want) == 3 and [first[1], first[2]] != want[1:]:
+            p.add(f"the sample image {str(first[0])!r} is {first[2]}x{first[1]} but data={cfg.data.name} has shape "
+                  f"{want}: score the samples against data of their size (or resize the samples)")
+
+
+def _first_image_size(folder: Path) -> tuple[Path, int, int] | None:
+    """(file, height, width) of the first image of a sample folder (in the sample set's order), from
+    its header only; None when there is none or it cannot be read (the sample set reports that)."""
+    from generative_bench.data.images import IMAGE_EXTENSIONS
+
+    try:
+        files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            return None
+        from PIL import Image
+
+        with Image.open(files[0]) as img:
+            width, height = img.size
+        return files[0], int(height), int(width)
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the sample set itself
+        return None
+
+
+def _folder_names(p: Problems, cfg: DictConfig) -> None:
+    """``run_name`` and ``benchmark_name`` become folder names below ``paths.runs_dir``: a '/' or '..'
+    would put the run somewhere else (or inside another run's folder)."""
+    for key, sources in (("run_name", "model.name, data.name and seed"), ("benchmark_name", "data.name")):
+        try:
+            value = cfg.get(key)
+        except Exception:  # an interpolation that cannot be resolved is reported where it is used
+            continue
+        if value is None:
+            continue
+        text = str(value)
+        bad = [shown for part, shown in (("/", "'/'"), ("\\", "'\\'"), ("..", "'..'"), ("\x00", "a NUL character"))
+               if part in text]
+        if bad:
+            p.add(f"{key}={text!r} contains {' and '.join(bad)}: it names a folder below paths.runs_dir, so it must "
+                  f"be a plain name; pass {key}=NAME without '/' or '..' (it is built from {sources} unless set)")
+            return  # benchmark_name shares data.name with run_name: one message is enough
+
+
+def _sampling(p: Problems, cfg: DictConfig, stage: str) -> None:
+    """The model's sampling options (``model.sampling`` and, when swept, ``model.sampling_sweep``)
+    are checked by the backend itself now, not after training: an option the backend does not
+    have, or a bad value, is a problem here. The backend is built on the CPU from the config
+    (untrained; the global RNG state is restored); a config that cannot be built is left to the
+    stage that builds it, which reports it with its own message."""
+    if stage not in EVALUATING_STAGES or cfg.get("sampler") is not None:
+        return
+    model = cfg.get("model") or {}
+    if model.get("backend") is None:
+        return
+    from omegaconf import OmegaConf
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    try:
+        base = plain(model.get("sampling")) or {}
+        sweep = (plain(model.get("sampling_sweep")) or []) if stage != "sample" and \
+            (cfg.get("eval") or {}).get("sweep_sampling", True) else []
+    except Exception:
+        return
+    if not isinstance(base, dict):
+        p.add(f"model.sampling must be a mapping of sampling options, got {base!r}")
+        return
+    settings = [("model.sampling", base)]
+    settings += [(f"model.sampling_sweep[{i}]", {**base, **s}) for i, s in enumerate(sweep) if isinstance(s, dict)]
+    if not any(s for _, s in settings):
+        return
+    import torch
+
+    from generative_bench.config import instantiate
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            backend = instantiate(model.backend)
+    except Exception:
+        return
+    resolve = getattr(backend, "resolve_settings", None)
+    if resolve is None:
+        return
+    for key, s in settings:
+        try:
+            resolve(**s)
+        except InputError as err:
+            p.add(f"{key}: {err}")
+            return  # one message per model: a bad base setting repeats in every sweep entry
+        except Exception:
+            return
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise one InputError listing every problem of ``cfg`` that shows without data or networks."""
+    """Raise one InputError listing every problem of ``cfg`` that shows without data or networks
+    (the model's sampling options are checked by building the untrained backend once)."""
     p = Problems()
     stage = str(cfg.get("stage", "pipeline"))
+    _folder_names(p, cfg)
     if not _is_int(cfg.get("seed")) or cfg.seed < 0:
         p.add(f"seed={cfg.get('seed')!r}: must be an integer >= 0")
     device = str(cfg.get("device", "auto"))
@@ -259,6 +369,8 @@ def validate(cfg: DictConfig) -> None:
     sweep = (cfg.get("model") or {}).get("sampling_sweep")
     if sweep is not None and not all(isinstance(s, (dict, DictConfig)) for s in sweep):
         p.add("model.sampling_sweep must be a list of mappings of sampling options, e.g. [{steps: 50}]")
+    if not p.items:  # only a config without other problems is worth building a backend for
+        _sampling(p, cfg, stage)
     p.raise_if_any()
 
 

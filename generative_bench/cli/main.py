@@ -54,6 +54,55 @@ def torchrun_args(args: list[str]) -> list[str]:
     return args if "hydra.mode=RUN" in args else args + ["hydra.mode=RUN"]
 
 
+def _first_of_sweeps(args: list[str]) -> list[str]:
+    """The overrides with every sweep (``a=1,2``, ``range(...)``) at its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~", OverrideType.CHANGE: ""}
+    out = []
+    for o in OverridesParser.create().parse_overrides(args):
+        if o.is_sweep_override():
+            first = next(iter(o.sweep_string_iterator()))
+            out.append(f"{prefix[o.type]}{o.get_key_element()}={first}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def precheck(args: list[str]) -> None:
+    """Compose the config once before Hydra starts (sweeps at their first value): a typo in an
+    override, an unknown choice or a run folder that cannot be made is one line naming the problem
+    and the fix, exit 2 (5 for the folder), instead of Hydra's own report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    try:
+        overrides = _first_of_sweeps(overrides)
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    except Exception as e:  # hydra / omegaconf composition and override-grammar errors
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Set the environment")]
+        options = [ln for ln in lines[1:] if not ln.endswith(":") and not ln.startswith(("full_key", "object_type"))]
+        head = lines[0] if lines else type(e).__name__
+        if "Could not find" in head and options:
+            head += "; available: " + ", ".join(ln.strip() for ln in options if " " not in ln.strip())
+        elif len(lines) > 1 and lines[1].startswith("To append"):
+            head += " " + lines[1]
+        print(f"gbench: error: {head}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        GlobalHydra.instance().clear()
+    runs = OmegaConf.select(cfg, "paths.runs_dir", default=None)
+    if runs is not None and Path(str(runs)).exists() and not Path(str(runs)).is_dir():
+        print(f"gbench: error: paths.runs_dir={runs!r} is a file, not a folder: remove it or choose another folder "
+              "(paths.runs_dir=DIR or GBENCH_HOME=DIR)", file=sys.stderr)
+        raise SystemExit(5)
+
+
 def command_key(args: list[str]) -> str:
     """A stable name for the sweep folder of a command: the hash of its overrides, in any order."""
     from generative_bench.config import config_key
@@ -83,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
 
     register_resolvers()
     os.environ["GBENCH_COMMAND_KEY"] = command_key(argv)
+    args = torchrun_args(hydra_args(argv))
+    precheck(args)
     prog = sys.argv[0]
-    sys.argv = [prog] + torchrun_args(hydra_args(argv))
+    sys.argv = [prog] + args
     hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")(task.run_job)()
     if task.FAILED_JOBS:
         print(f"gbench: {len(task.FAILED_JOBS)} job(s) failed: " + ", ".join(task.FAILED_JOBS), file=sys.stderr)

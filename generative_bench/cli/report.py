@@ -62,7 +62,9 @@ def report_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     missing = [str(i) for i in args.inputs if not i.exists()]
     if missing:
-        p.error(f"no such folder(s): {', '.join(missing)}")
+        print(f"gbench report: error: no such folder(s): {', '.join(map(repr, missing))}; pass existing run or sweep "
+              "folders (or a parent folder of them)", file=sys.stderr)
+        return 2
     first = args.inputs[0]
     out = args.out or ((first.parent if first.is_file() else first) / "report")
     try:

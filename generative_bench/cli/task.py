@@ -23,8 +23,8 @@ from generative_bench import distributed
 from generative_bench.cli import stages
 from generative_bench.config import project_error
 from generative_bench.errors import GBenchError, InputError
-from generative_bench.io import atomic_write_text, remove_stale_temp_files
-from generative_bench.records import RunRecord, environment_info
+from generative_bench.io import atomic_write_text, read_json, remove_stale_temp_files
+from generative_bench.records import RESULTS_FILE, RunRecord, environment_info
 from generative_bench.validation import validate
 
 log = logging.getLogger("gbench")
@@ -108,6 +108,8 @@ def run_job(cfg: DictConfig) -> str:
         validate(cfg)
         device = resolve_device(str(cfg.device))
         check_resume(cfg, run_dir)
+        if (run_dir / RESULTS_FILE).is_file():  # a record this run would update must be readable
+            read_json(run_dir / RESULTS_FILE)
     except Exception as e:  # nothing was written yet: report and stop (a sweep goes on with the next job)
         return _fail_early(e, run_dir, multirun, cfg)
     remove_stale_temp_files(run_dir)

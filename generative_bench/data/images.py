@@ -169,6 +169,11 @@ def load_npz_images(path: str | os.PathLike, key: str = "arr_0") -> tuple[np.nda
         )
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise InputError(f"{str(path)!r}:{key} has shape {arr.shape}; expected (N, H, W, 3) uint8 NHWC")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != len(arr) or not np.issubdtype(labels.dtype, np.integer):
+            raise InputError(f"{str(path)!r}: arr_1 must hold one integer class label per image of arr_0 (got dtype "
+                             f"{labels.dtype}, shape {labels.shape} for {len(arr)} images); fix or drop arr_1")
     return arr, labels
 
 

@@ -225,7 +225,8 @@ class InceptionFeatures(FeatureExtractor):
 
     ``pretrained=True`` loads ``pt_inception-2015-12-05-6726825d.pth`` (``weights`` path, or see
     :func:`generative_bench.evaluation.weights.resolve_inception_weights`); ``"auto"`` does the
-    same but falls back to random init with a warning when they are unavailable; ``pretrained=False``
+    same but falls back to random init with a warning when they are unavailable (a file named by
+``weights`` or ``GBENCH_INCEPTION_WEIGHTS`` that is missing or wrong stays an error); ``pretrained=False``
     draws seeded random weights (``weights`` is then ignored) whose outputs are marked NOT
     comparable to published figures. ``describe()`` carries the fingerprint the results record.
     """
@@ -252,9 +253,12 @@ class InceptionFeatures(FeatureExtractor):
         self.seed = int(seed)
         path = None
         if pretrained == "auto":  # the real weights when they can be found, else flagged random init
+            named = weights is not None or bool(os.environ.get(wts.ENV_WEIGHTS))
             try:
                 path, self.file_sha256 = wts.resolve_inception_weights(weights, download=download)
             except WeightsUnavailableError as e:
+                if named:  # a file the user named is wrong or missing: an error, never a silent fallback
+                    raise
                 warnings.warn(f"{e} -- using a {RANDOM_INIT_WARNING}", stacklevel=2)
         elif pretrained:
             path, self.file_sha256 = wts.resolve_inception_weights(weights, download=download)
