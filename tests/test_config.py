@@ -93,3 +93,36 @@ def test_per_model_settings_of_a_preset_apply_to_their_model_only(compose):
     OmegaConf.resolve(bad)
     with pytest.raises(InputError, match="per_model.ddpm.*stpes"):
         apply_per_model(bad)
+
+
+def _sweep_models(cfg) -> list[str]:
+    return [m.strip() for m in str(cfg.hydra.sweeper.params.model).split(",")]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_model_of_every_preset_validates(compose, name):
+    """Each (preset, model) job of a preset's sweep passes the up-front checks (which also build the
+    untrained backend and check its sampling options), so no preset fails after training."""
+    from generative_bench.cli.task import apply_per_model
+    from generative_bench.validation import validate
+
+    models = _sweep_models(compose([f"experiment={name}"], return_hydra_config=True))
+    for model in models:
+        cfg = compose([f"experiment={name}", f"model={model}"])
+        OmegaConf.resolve(cfg)
+        validate(apply_per_model(cfg))
+
+
+def test_guidance_presets_make_every_family_conditional_with_its_knob(compose):
+    from generative_bench.cli.task import apply_per_model
+
+    knobs = {"gan": "truncation", "vae": "temperature", "ddpm": "classifier_scale", "iddpm": "cfg_scale"}
+    for name, classes in (("guidance_ring", 8), ("guidance_cifar_cpu", 10)):
+        for model, knob in knobs.items():
+            cfg = compose([f"experiment={name}", f"model={model}"])
+            OmegaConf.resolve(cfg)
+            cfg = apply_per_model(cfg)
+            assert cfg.model.backend.num_classes == classes
+            assert any(knob in s for s in cfg.model.sampling_sweep), (name, model)
+            if model in ("ddpm", "iddpm"):
+                assert cfg.model.backend.classifier is True

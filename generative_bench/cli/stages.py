@@ -64,6 +64,10 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     dist_info = distributed.info()
     if dist_info.enabled:  # identical initial weights on every rank, different noise per rank
         torch.manual_seed(int(cfg.seed) * 7919 + dist_info.rank + 1)
+    if backend.conditional and len(split.labels) and int(split.labels.max()) >= backend.num_classes:
+        raise InputError(f"data {cfg.data.name!r} has labels up to {int(split.labels.max())} but the model has "
+                         f"num_classes={backend.num_classes}; set model.backend.num_classes=${{data.num_classes}} "
+                         "(and data.num_classes to the number of classes)")
     record.update(backend=describe_backend(cfg, backend), data=split.info)
     stream = BatchStream(split.x, int(cfg.train.batch_size), seed=int(cfg.seed), hflip=bool(cfg.data.hflip),
                          device=device, labels=split.labels if backend.conditional else None)

@@ -71,19 +71,25 @@ def _labels(values: Any) -> np.ndarray:
 
 
 def _class_fd(inp: MetricInputs):
-    """FD between the samples of class c and the reference images of class c, for every class."""
+    """FD between the samples of class c and the reference images of class c, for every class.
+
+    A class with fewer than 2 samples (or reference images) has no covariance: its entry is null
+    and the mean is over the scored classes, whose number the settings record."""
     y, ref_y = _labels(inp.labels), _labels(inp.reference["labels"])
     method = _fid_method(inp.cfg)
-    per_class = []
+    per_class: list[float | None] = []
     for c in sorted(set(ref_y.tolist())):
         mine, theirs = inp.features["pool"][y == c], inp.reference["pool"][ref_y == c]
         if len(mine) < 2 or len(theirs) < 2:
-            raise InputError(f"per-class FD needs at least 2 samples and 2 reference images of every class; class {c} "
-                             f"has {len(mine)} samples and {len(theirs)} reference images: raise eval.num_samples")
+            per_class.append(None)
+            continue
         mu1, s1 = M.gaussian_stats(mine, f"samples of class {c}")
         mu2, s2 = M.gaussian_stats(theirs, f"reference images of class {c}")
-        per_class.append(M.frechet_distance(mu1, s1, mu2, s2, method=method))
-    return ({"fid_class_mean": float(np.mean(per_class)), "fid_per_class": [float(v) for v in per_class]},
+        per_class.append(float(M.frechet_distance(mu1, s1, mu2, s2, method=method)))
+    scored = [v for v in per_class if v is not None]
+    if not scored:
+        raise InputError("per-class FD needs at least 2 samples of some class; raise eval.num_samples")
+    return ({"fid_class_mean": float(np.mean(scored)), "fid_per_class": per_class, "fid_class_scored": len(scored)},
             {"classes": len(per_class)})
 
 
@@ -127,6 +133,7 @@ register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, cond
            note="Per-class FID: FID between the samples of each intended class and the reference images of that "
                 "class, averaged over the classes."),
     Output("fid_per_class", "per-class FID", domain="FD_per_class", shown=False),
+    Output("fid_class_scored", "classes scored", shown=False),
 )))
 register(Metric("class_accuracy", "features", needs=("logits",), compute=_class_accuracy, conditional=True,
                 outputs=(Output("class_accuracy", "Class accuracy", "higher", domain="accuracy", digits=3,

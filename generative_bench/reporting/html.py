@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from generative_bench.io import atomic_write_text
-from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, anchors_frame
+from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, GUIDANCE_HEADING, anchors_frame
+from generative_bench.reporting.render import has_knob_sweep
 from generative_bench.reporting.collect import Collection, clean_text, contained_path
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, NOT_COMPARABLE, Leaderboard,
                                                     display_frame, fingerprint_items)
@@ -147,6 +148,9 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
     if any(not t.toy for t in board.tables):
         body.append(f'<div class="anchors"><h2>{_esc(ANCHOR_HEADING)}</h2><p>{_esc(ANCHOR_NOTE)}</p>'
                     f"{_table(anchors_frame())}</div>")
+    if has_knob_sweep(board):
+        body.append(f'<div class="anchors"><h2>{_esc(GUIDANCE_HEADING)}</h2><p>{_esc(ANCHOR_NOTE)}</p>'
+                    f"{_table(anchors_frame(guidance=True))}</div>")
     body.append("<h2>Runs</h2>")
     body.append(_run_section(collection, images, plots))
     if plot_errors:

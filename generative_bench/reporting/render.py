@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from generative_bench.io import atomic_write_text
-from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, anchors_frame
+from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, GUIDANCE_HEADING, anchors_frame
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, NOT_COMPARABLE, Leaderboard,
                                                     display_frame, fingerprint_items)
 
@@ -116,10 +116,18 @@ def to_markdown(board: Leaderboard, title: str, summary: str, figures: list[tupl
     return "\n".join(out)
 
 
+def has_knob_sweep(board: Leaderboard) -> bool:
+    """True when some table holds a fidelity–diversity sweep (a moved guidance/truncation/temperature knob)."""
+    return any("knob" in t.frame and (t.frame["knob"] != "").any() for t in board.tables)
+
+
 def anchors_markdown(board: Leaderboard) -> list[str]:
-    if not any(not t.toy for t in board.tables):
-        return []
-    return [f"## {ANCHOR_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame()), ""]
+    out = []
+    if any(not t.toy for t in board.tables):
+        out += [f"## {ANCHOR_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame()), ""]
+    if has_knob_sweep(board):
+        out += [f"## {GUIDANCE_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame(guidance=True)), ""]
+    return out
 
 
 # ----------------------------------------------------------------------------------------- csv
