@@ -9,6 +9,9 @@ made elsewhere (an npz, an image folder). It implements :class:`Sampler`:
   set with seed ``seed``, as a :class:`SampleBatch` (uint8 NCHW images or float vectors, and
   the class labels of conditional samplers);
 * ``network_evaluations(settings)``: network evaluations per image (NFE), ``None`` if unknown;
+* ``knobs()``: the sampling options that trade fidelity for diversity, with their neutral values;
+* ``check_count(n)``: a clear error when the sampler cannot give ``n`` images (fixed sets);
+* ``image_shape``: the shape of one sample (checked against the reference data);
 * ``describe()``: what the record says about the sampler.
 
 Seeds are per image (as EDM's per-image seeds): image ``i`` of the set drawn with seed ``s``
@@ -153,6 +156,13 @@ class Sampler(Protocol):
              labels: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> SampleBatch: ...
 
     def network_evaluations(self, settings: dict[str, Any]) -> int | None: ...
+
+    def knobs(self) -> dict[str, Any]: ...
+
+    def check_count(self, n: int) -> None: ...
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None: ...
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -201,3 +201,15 @@ def test_metric_direction_reads_the_leaderboard_declarations(monkeypatch):
         assert cmp.metric_direction("sharpness_mean") == "higher" and cmp.metric_direction("toy_sharpness") == "higher"
     finally:
         unregister("sharpness")
+
+
+@pytest.mark.slow
+def test_an_identical_rerun_of_the_command_passes_the_gate(sweep, tmp_path, capsys):
+    """The same command run again from scratch (a fresh folder) gives the same numbers: exit 0."""
+    again = tmp_path / "again"
+    cmd = GBENCH + ["-m", "model=gaussian", "seed=0", "train.max_steps=20", "eval.num_samples=200",
+                    "eval.nll.examples=50", f"hydra.sweep.dir={again}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code, out = run_compare(capsys, again, sweep / "report" / "leaderboard.csv")
+    assert code == cmp.EXIT_OK, out

@@ -19,7 +19,7 @@ class Spread:
     """A toy sampler: Gaussian blobs around the ring's modes with a given spread."""
 
     name = "spread"
-    data_shape = (2,)
+    image_shape = (2,)
 
     def __init__(self, std: float):
         self.std = std
@@ -32,6 +32,9 @@ class Spread:
 
     def knobs(self):
         return {}
+
+    def check_count(self, n):
+        pass
 
     def describe(self):
         return {"family": "test"}

@@ -132,6 +132,14 @@ class Backend(Trainable):
         return self.family
 
     @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one sample (the sampler contract's name for ``data_shape``)."""
+        return self.data_shape
+
+    def check_count(self, n: int) -> None:
+        """A trained model draws any number of samples."""
+
+    @property
     def device(self) -> torch.device:
         for p in self.parameters():
             return p.device

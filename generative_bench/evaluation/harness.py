@@ -104,15 +104,9 @@ def save_samples_npz(samples: torch.Tensor | SampleBatch, path: Path) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _image_shape(sampler) -> tuple[int, ...] | None:
-    shape = getattr(sampler, "image_shape", None) or getattr(sampler, "data_shape", None)
-    return tuple(int(v) for v in shape) if shape is not None else None
-
-
 def knob_record(sampler, settings: dict[str, Any]) -> dict[str, Any]:
     """``{option: {"value": v, "neutral": v0}}`` of the sampler's fidelity–diversity knobs."""
-    knobs = sampler.knobs() if hasattr(sampler, "knobs") else {}
-    return {k: {"value": settings.get(k, v0), "neutral": v0} for k, v0 in knobs.items()}
+    return {k: {"value": settings.get(k, v0), "neutral": v0} for k, v0 in sampler.knobs().items()}
 
 
 class Evaluator:
@@ -176,7 +170,7 @@ class Evaluator:
     def check_shape(self, sampler) -> None:
         """Samples must have the reference data's shape (e.g. no 64x64 samples against 32x32 data)."""
         want = tuple(int(v) for v in self.data_cfg.shape)
-        got = _image_shape(sampler)
+        got = None if sampler.image_shape is None else tuple(int(v) for v in sampler.image_shape)
         if got is not None and got != want:
             what = "images" if len(want) == 3 else "points"
             raise InputError(f"the samples of {getattr(sampler, 'name', 'the sampler')} have shape {list(got)} but the "
@@ -198,8 +192,7 @@ class Evaluator:
             raise InputError(f"eval.num_samples and eval.batch_size must be >= 1, got {n} and {bs}")
         sampler = as_sampler(sampler, bs)
         settings = sampler.resolve_settings(**(settings or {}))
-        if hasattr(sampler, "check_count"):
-            sampler.check_count(n)
+        sampler.check_count(n)
         self.check_shape(sampler)
         num_batches = -(-n // bs)
         ref_desc, ref = self.reference()

@@ -193,6 +193,14 @@ class CallableSampler:
     def network_evaluations(self, settings: dict[str, Any]) -> int | None:
         return getattr(self.obj, "nfe", None)
 
+    def check_count(self, n: int) -> None:
+        """Whatever the wrapped object can draw."""
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        shape = getattr(self.obj, "image_shape", None) or getattr(self.obj, "data_shape", None)
+        return tuple(shape) if shape is not None else None
+
     def draw(self, start: int, stop: int, seed: int, settings: dict[str, Any], labels=None,
              chunk: int = DEFAULT_CHUNK) -> SampleBatch:
         if labels is not None:
