@@ -29,7 +29,7 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 import torch
 
 #: networks see chunks of exactly this many images unless the caller says otherwise
-DEFAULT_CHUNK = 32
+DEFAULT_CHUNK = 256
 IMAGE_SEED_RULE = ("image i of a set drawn with seed s uses its own torch.Generator seeded with "
                    "splitmix64(s * 2^32 + i); networks run on fixed chunks of images")
 
