@@ -144,7 +144,7 @@ def test_aggregation_mean_and_std_over_seeds(sweep):
 def test_report_files_banner_failed_and_anchors(sweep, tmp_path):
     out = tmp_path / "report"
     paths = build_report([sweep], out, title="Test board")
-    for key in ("md", "csv", "tex", "html", "failed_csv"):
+    for key in ("md", "csv", "tex", "json", "html", "failed_csv"):
         assert paths[key].is_file() and paths[key].stat().st_size > 0, key
     md, tex, html = (paths[k].read_text() for k in ("md", "tex", "html"))
     csv_text = paths["csv"].read_text()

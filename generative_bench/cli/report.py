@@ -1,4 +1,4 @@
-"""``gbench report DIR... [--out OUT] [--formats md,csv,html,tex] [--title T]``.
+"""``gbench report DIR... [--out OUT] [--formats md,csv,html,tex,json] [--title T]``.
 
 Errors the suite raises on purpose (unreadable inputs, an unusable output folder) are printed as
 one line, ``gbench report: error: <message>``, with exit code 2 and no traceback.
@@ -57,7 +57,7 @@ def report_main(argv: list[str]) -> int:
                                 "(single runs, sweep folders, or any parent folder of them).")
     p.add_argument("inputs", nargs="+", type=Path, help="run folders, sweep folders or parents of them")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <first input>/report)")
-    p.add_argument("--formats", default="md,csv,html,tex", help="comma-separated: md,csv,html,tex")
+    p.add_argument("--formats", default="md,csv,html,tex,json", help="comma-separated: md,csv,html,tex,json")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
     missing = [str(i) for i in args.inputs if not i.exists()]

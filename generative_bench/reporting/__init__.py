@@ -3,7 +3,9 @@
 >>> paths = build_report(["runs/sweep_2026-11-23_10-00-00"], "reports/sweep")  # doctest: +SKIP
 
 writes ``leaderboard.md``, ``leaderboard.csv`` (+ ``failed_runs.csv``), ``leaderboard.tex``,
-``index.html`` and ``plots/*.png`` under the output folder.
+``leaderboard.json``, ``index.html`` and ``plots/*.png`` under the output folder. Every output
+opens with the headline (one row per backend at its headline operating point, see
+:data:`~generative_bench.reporting.leaderboard.HEADLINE_RULE`) and keeps the full sweep below.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from generative_bench.errors import InputError
 from generative_bench.reporting.collect import Collection, collect_runs
 from generative_bench.reporting.leaderboard import Leaderboard, build_leaderboard
 
-FORMATS = ("md", "csv", "html", "tex")
+FORMATS = ("md", "csv", "html", "tex", "json")
 
 
 def _summary(collection: Collection, board: Leaderboard) -> str:
@@ -28,12 +30,19 @@ def _summary(collection: Collection, board: Leaderboard) -> str:
             f"{f'; {n_bad} failed or unfinished run(s) listed separately' if n_bad else ''}. Inputs: {inputs}.")
 
 
+def _made_files(made) -> list[Path]:
+    """Every figure path in ``make_plots``' nested result."""
+    if isinstance(made, dict):
+        return [p for v in made.values() for p in _made_files(v)]
+    return [Path(made)] if made else []
+
+
 def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike,
                  formats: Sequence[str] = FORMATS, title: str | None = None, plots: bool = True,
                  embed_images: bool = False) -> dict[str, Path]:
     """Collect the runs below ``inputs`` and write the report files under ``out_dir``.
 
-    Returns ``{"md"|"csv"|"failed_csv"|"tex"|"html": path, "plots": [png paths]}`` for what was
+    Returns ``{"md"|"csv"|"failed_csv"|"tex"|"json"|"html": path, "plots": [png paths]}`` for what was
     written. Figures are skipped with ``plots=False``; ``embed_images`` puts them inside
     ``index.html`` as base64 instead of linking the PNGs beside it.
     """
@@ -56,7 +65,7 @@ def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_di
         runs += [(p.run_dir, f"{p.run_dir.name} — {p.backend or '?'}, seed {p.seed} ({p.status})")
                  for p in collection.problems]
         made, errors = make_plots(board, runs, out / "plots")
-        pngs = sorted(out.joinpath("plots").glob("*.png"))
+        pngs = sorted(set(_made_files(made)))  # this build's figures (not older files left in plots/)
 
     from generative_bench.reporting.render import write_text_outputs
 

@@ -4,6 +4,10 @@ Rows are (backend name, configuration overrides, training budget, sampler settin
 a row are the runs that share all four. Numbers from different protocols (dataset variant,
 number of samples, reference set, feature extractor, metric settings) never share a table.
 Spread is the sample standard deviation over seeds (ddof=1); a single run shows its value alone.
+
+Each table also has a headline (:func:`headline`): one row per backend at its headline operating
+point (see :data:`HEADLINE_RULE`), with the protocol's main columns and a caption generated from
+the numbers; the full sweep stays in the table's frame.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from generative_bench.reporting.collect import Collection, measurements
+from generative_bench.reporting.collect import Collection, knob_of, measurements
 
 NOT_COMPARABLE = "NOT comparable to published figures"
 GAN_NLL_NOTE = "not defined for GANs: implicit model, no likelihood"
@@ -90,6 +95,15 @@ class ProtocolTable:
         variant = f" ({p['variant']})" if p.get("variant") else ""
         n = p.get("num_samples")
         return f"{self.pid}: {ds}{variant}, {n if n is not None else '?'} samples, {name}"
+
+    @property
+    def short_title(self) -> str:
+        """The title without the dataset variant (the short fingerprint states it)."""
+        p = self.protocol
+        feat = p.get("features") or {}
+        name = feat.get("name") or feat.get("extractor") or feat.get("model") or ("data space" if self.toy else "features")
+        n = p.get("num_samples")
+        return f"{self.pid}: {p.get('dataset') or 'dataset?'}, {n if n is not None else '?'} samples, {name}"
 
     def label(self, spec: MetricSpec) -> str:
         """The column name of ``spec`` in this table: ``FD_<extractor>`` etc. in a domain feature space.
@@ -185,6 +199,10 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
             "run_dirs": sorted({r["run_dir"] for r in grp}),
             "knob": grp[0].get("knob", ""), "knob_value": grp[0].get("knob_value"),
             "knob_names": sorted(grp[0].get("knobs") or {}),
+            "budget_json": budget, "sampler_key": grp[0]["sampler_key"],
+            "settings": dict(((grp[0].get("evaluation") or {}).get("sampler") or {}).get("settings") or {}),
+            "default": any(is_default_evaluation(r) for r in grp),
+            "order": min(_evaluation_index(r) for r in grp),
         }
         for spec in specs:
             m, s, n = _stats([_metric_value(r["metrics"], spec) for r in grp])
@@ -200,6 +218,64 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
     frame = pd.DataFrame(out)
     return frame.sort_values(["backend", "config", "budget", "nfe", "sampler"], na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def _evaluation_index(row: dict[str, Any]) -> int:
+    """Position of a measurement's evaluation in its run's record (0 = the first one made)."""
+    rec = row.get("record")
+    evals = (getattr(rec, "data", None) or {}).get("evaluations")
+    ev = row.get("evaluation")
+    if isinstance(evals, list) and ev:
+        for i, e in enumerate(evals):
+            if e is ev:
+                return i
+    return 0
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b or (a is not None and b is not None and str(a) == str(b))
+
+
+def _default_sampling(record: Any) -> dict[str, Any] | None:
+    """The model's default sampler settings as the run recorded them (``config.model.sampling``)."""
+    cfg = (getattr(record, "data", None) or {}).get("config")
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    sampling = model.get("sampling") if isinstance(model, dict) else None
+    return sampling if isinstance(sampling, dict) else None
+
+
+def _is_neutral(evaluation: dict[str, Any]) -> bool:
+    return knob_of(evaluation)[0] == ""
+
+
+def _matches_default(evaluation: dict[str, Any], default: dict[str, Any]) -> bool:
+    settings = (evaluation.get("sampler") or {}).get("settings") or {}
+    if not isinstance(settings, dict):
+        return False
+    return all(_same_value(settings.get(k), v) for k, v in default.items() if v is not None)
+
+
+def is_default_evaluation(row: dict[str, Any]) -> bool:
+    """True when a measurement is its run's default sampler setting (the headline rule's first part).
+
+    That is the run's first evaluation whose fidelity–diversity knobs are all at their neutral
+    value and whose sampler settings equal the model's default ``sampling`` (settings the default
+    leaves open, ``None``, match anything); a record without a recorded default has its first
+    evaluation as default when that one's knobs are neutral.
+    """
+    ev = row.get("evaluation")
+    rec = row.get("record")
+    if not ev or rec is None:
+        return False
+    evals = [e for e in ((getattr(rec, "data", None) or {}).get("evaluations") or []) if isinstance(e, dict)]
+    default = _default_sampling(rec)
+    if default is None:
+        return bool(evals) and evals[0] is ev and _is_neutral(ev)
+    first = next((e for e in evals if _is_neutral(e) and _matches_default(e, default)), None)
+    return first is ev
 
 
 def _protocol_sort_key(protocol: dict[str, Any]) -> tuple:
@@ -259,6 +335,25 @@ def build_leaderboard(collection: Collection) -> Leaderboard:
 #: best values are wrapped in these placeholders; each renderer turns them into its own bold
 BOLD_OPEN, BOLD_CLOSE = "\x01", "\x02"
 
+#: declared metrics shown in the full sweep tables only (variants and secondary views of the
+#: headline metrics); every other metric with a better direction is a headline column
+DETAIL_ONLY = ("fid_inf", "is_inf", "sfid", "density", "coverage")
+
+#: how the captions name the backends (any other backend is named as recorded)
+BACKEND_NAMES = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM", "gaussian": "Gaussian"}
+
+#: the headline operating point of each backend, as the reports state it
+HEADLINE_RULE = ("Headline operating point, per backend: the model's default sampler setting, i.e. the run's first "
+                 "evaluation whose fidelity–diversity knobs are all neutral and whose sampler settings equal the "
+                 "model's default `sampling`; a backend without such an evaluation (marked †) is shown at its best "
+                 "{quality} among its settings with the largest NFE. The full sweep tables list every setting.")
+
+VALUES_NOTE = ("Values are mean ± sample standard deviation (ddof=1) over n seeds; a single value when n = 1. "
+               "Best value per metric in bold (lower is better for FID, sFID, KID, reverse KL and NLL; higher for "
+               "the others).")
+NA_NOTE = "n/a: not measured in this run."
+NFE_NOTE = "NFE: network evaluations per generated image (1 for the one-step GAN and VAE)."
+
 
 def fmt_value(mean: float, std: float, digits: int) -> str:
     if mean is None or not math.isfinite(mean):
@@ -280,86 +375,382 @@ def _best(values: pd.Series, better: str) -> float | None:
     return float(vals.min() if better == "lower" else vals.max())
 
 
+def _is_best(value: float, best: float | None, digits: int) -> bool:
+    return best is not None and value == value and round(value, digits) == round(best, digits)
+
+
+def backend_display_name(name: str) -> str:
+    """``improved DDPM`` for ``iddpm`` etc. (:data:`BACKEND_NAMES`); other names as recorded."""
+    return BACKEND_NAMES.get(str(name), str(name))
+
+
 @dataclass
 class Display:
     frame: pd.DataFrame
     notes: list[str]
 
 
-def display_frame(table: ProtocolTable) -> Display:
-    """Formatted table (strings) with footnote markers; best values wrapped in BOLD_OPEN/CLOSE."""
-    f = table.frame
-    b0, b1 = BOLD_OPEN, BOLD_CLOSE
-    notes: list[str] = []
+class _Notes(list):
+    """Footnotes in order of first use; ``mark`` returns the ``[n]`` marker of a note."""
 
-    def mark(text: str) -> str:
-        if text not in notes:
-            notes.append(text)
-        return f"[{notes.index(text) + 1}]"
+    def mark(self, text: str) -> str:
+        if text not in self:
+            self.append(text)
+        return f"[{self.index(text) + 1}]"
 
-    cols: dict[str, list[str]] = {}
-    flag = " ⚠" if not table.comparable else ""
-    cols["Backend"] = [f"{b}{flag if not c else ''}" for b, c in zip(f["backend"], f["comparable"])]
-    if f["config"].astype(bool).any():
-        cols["Config"] = list(f["config"])
-    if f["budget"].astype(bool).any():
-        cols["Budget"] = list(f["budget"])
-    cols["Sampler"] = list(f["sampler"])
-    cols["n (seeds)"] = [f"{n} ({s})" for n, s in zip(f["n"], f["seeds"])]
-    for spec in table.metrics:
-        label = table.label(spec) + (f" {mark(spec.note)}" if spec.note else "")
-        best = _best(f[f"{spec.key}_mean"], spec.better)
-        cells = []
-        for m, s in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"]):
-            text = fmt_value(m, s, spec.digits)
-            if text == "n/a":
-                text += f" {mark('n/a: not measured in this run.')}"
-            elif best is not None and round(m, spec.digits) == round(best, spec.digits):
-                text = f"{b0}{text}{b1}"
-            cells.append(text)
-        cols[label] = cells
-    if (f["nll_status"] != "missing").any():
+
+def _metric_column(table: ProtocolTable, f: pd.DataFrame, spec: MetricSpec, notes: _Notes) -> tuple[str, list[str]]:
+    label = table.label(spec) + (f" {notes.mark(spec.note)}" if spec.note else "")
+    best = _best(f[f"{spec.key}_mean"], spec.better)
+    cells = []
+    for m, s in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"]):
+        text = fmt_value(m, s, spec.digits)
+        if text == "n/a":
+            text += f" {notes.mark(NA_NOTE)}"
+        elif _is_best(m, best, spec.digits):
+            text = f"{BOLD_OPEN}{text}{BOLD_CLOSE}"
+        cells.append(text)
+    return label, cells
+
+
+def _nll_column(table: ProtocolTable, f: pd.DataFrame, notes: _Notes) -> tuple[str, list[str]] | None:
+    if not (f["nll_status"] != "missing").any():
+        return None
+    bounds = sorted({b for lst in f["nll_bounds"] for b in lst})
+    if (f["nll_status"] == "ok").any() or bounds:
         bound_note = ("NLL in bits/dim (an upper bound on the negative log-likelihood, lower is better): "
-                      + ("; ".join(table.nll_bounds) if table.nll_bounds else "bound not recorded") + ".")
-        label = f"NLL (bits/dim) {mark(bound_note)}"
-        best = _best(f["nll_mean"].where(f["nll_status"] == "ok"), "lower")
-        cells = []
-        for m, s, st, reason in zip(f["nll_mean"], f["nll_std"], f["nll_status"], f["nll_reason"]):
-            if st == "undefined":
-                cells.append(f"— {mark('—: ' + reason + '.')}")
-            elif st == "missing":
-                cells.append(f"n/a {mark('n/a: not measured in this run.')}")
-            else:
-                text = fmt_value(m, s, 3)
-                cells.append(f"{b0}{text}{b1}" if best is not None and round(m, 3) == round(best, 3) else text)
-        cols[label] = cells
+                      + ("; ".join(bounds) if bounds else "bound not recorded") + ".")
+        label = f"NLL (bits/dim) {notes.mark(bound_note)}"
+    else:  # no value to explain (e.g. a GAN alone): the cells' own notes say why
+        label = "NLL (bits/dim)"
+    best = _best(f["nll_mean"].where(f["nll_status"] == "ok"), "lower")
+    cells = []
+    for m, s, st, reason in zip(f["nll_mean"], f["nll_std"], f["nll_status"], f["nll_reason"]):
+        if st == "undefined":
+            cells.append(f"— {notes.mark('—: ' + reason + '.')}")
+        elif st == "missing":
+            cells.append(f"n/a {notes.mark(NA_NOTE)}")
+        else:
+            text = fmt_value(m, s, 3)
+            cells.append(f"{BOLD_OPEN}{text}{BOLD_CLOSE}" if _is_best(m, best, 3) else text)
+    return label, cells
+
+
+def _ips_column(table: ProtocolTable, f: pd.DataFrame, notes: _Notes) -> tuple[str, list[str]]:
     ips_note = ("Sampling speed: generated images per second, sampling only"
                 + (f", on {'; '.join(table.devices)}" if table.devices else "") + ".")
     best = _best(f["ips_mean"], "higher")
-    cols[f"Sampling img/s {mark(ips_note)}"] = [
-        (f"{b0}{fmt_value(m, s, 1)}{b1}" if best is not None and round(m, 1) == round(best, 1) else fmt_value(m, s, 1))
+    return f"Sampling img/s {notes.mark(ips_note)}", [
+        (f"{BOLD_OPEN}{fmt_value(m, s, 1)}{BOLD_CLOSE}" if _is_best(m, best, 1) else fmt_value(m, s, 1))
         for m, s in zip(f["ips_mean"], f["ips_std"])]
-    cols[f"NFE {mark('NFE: network evaluations per generated image (1 for the one-step GAN and VAE).')}"] = [
-        _fmt_count(v) for v in f["nfe"]]
+
+
+def _nfe_column(f: pd.DataFrame, notes: _Notes) -> tuple[str, list[str]]:
+    return f"NFE {notes.mark(NFE_NOTE)}", [_fmt_count(v) for v in f["nfe"]]
+
+
+def display_frame(table: ProtocolTable, frame: pd.DataFrame | None = None, compact: bool = False) -> Display:
+    """Formatted table (strings) with footnote markers; best values wrapped in BOLD_OPEN/CLOSE.
+
+    ``frame`` (rows of ``table.frame``, e.g. one backend's sweep) replaces the table's rows; with
+    ``compact`` the columns that are constant over those rows (Backend, Config, Budget,
+    Comparable) are left out and the NOT-comparable note is not repeated (the report states it
+    once at the top).
+    """
+    f = table.frame if frame is None else frame
+    notes = _Notes()
+
+    def varies(col: str) -> bool:
+        return len(set(map(str, f[col]))) > 1
+
+    cols: dict[str, list[str]] = {}
+    flag = " ⚠" if not table.comparable and not compact else ""
+    if not compact or varies("backend"):
+        cols["Backend"] = [f"{b}{flag if not c else ''}" for b, c in zip(f["backend"], f["comparable"])]
+    if f["config"].astype(bool).any() and (not compact or varies("config")):
+        cols["Config"] = list(f["config"])
+    if f["budget"].astype(bool).any() and (not compact or varies("budget")):
+        cols["Budget"] = list(f["budget"])
+    if compact:
+        cols["Setting"] = [short_setting(st) if sampler != "not evaluated" else sampler
+                           for st, sampler in zip(f["settings"], f["sampler"])]
+    else:
+        cols["Sampler"] = list(f["sampler"])
+    cols["n (seeds)"] = [f"{n} ({s})" for n, s in zip(f["n"], f["seeds"])]
+    for spec in table.metrics:
+        label, cells = _metric_column(table, f, spec, notes)
+        cols[label] = cells
+    nll = _nll_column(table, f, notes)
+    if nll:
+        cols[nll[0]] = nll[1]
+    label, cells = _ips_column(table, f, notes)
+    cols[label] = cells
+    label, cells = _nfe_column(f, notes)
+    cols[label] = cells
     cols["Train steps"] = [_fmt_count(v) for v in f["train_steps_mean"]]
     cols["Images seen"] = [_fmt_count(v) for v in f["images_seen_mean"]]
     cols["Train wall (min)"] = [fmt_value(m / 60, s / 60 if s == s else s, 1) for m, s in
                                 zip(f["train_wall_s_mean"], f["train_wall_s_std"])]
-    cols["Comparable"] = ["yes" if c else "NO ⚠" for c in f["comparable"]]
-    if not table.comparable:
-        notes.append(f"⚠ {NOT_COMPARABLE}: " + "; ".join(table.reasons) + ".")
-    notes.append("Values are mean ± sample standard deviation (ddof=1) over n seeds; a single value when n = 1. "
-                 "Best value per metric in bold (lower is better for FID, sFID, KID, reverse KL and NLL; higher for the others).")
-    return Display(pd.DataFrame(cols), notes)
+    if not compact or varies("comparable"):
+        cols["Comparable"] = ["yes" if c else "NO ⚠" for c in f["comparable"]]
+    if not table.comparable and not compact:
+        notes.append(f"⚠ {NOT_COMPARABLE}: " + "; ".join(clean_reasons(table.reasons)) + ".")
+    notes.append(VALUES_NOTE)
+    return Display(pd.DataFrame(cols), list(notes))
+
+
+# ------------------------------------------------------------------------------------ headline
+
+def quality_spec(table: ProtocolTable) -> MetricSpec | None:
+    """The table's headline quality metric: FID (FD), else the toy high-quality share, ... (QUALITY_ORDER)."""
+    present = {s.key: s for s in table.metrics}
+    return next((present[k] for k in QUALITY_ORDER if k in present), None)
+
+
+def headline_metrics(table: ProtocolTable) -> list[MetricSpec]:
+    """The metric columns of the headline: declared, with a better direction, not in DETAIL_ONLY."""
+    return [s for s in table.metrics if s.better and not s.key.startswith("x:") and s.key not in DETAIL_ONLY]
+
+
+@dataclass
+class Headline:
+    """One row per backend (and configuration / budget) at its headline operating point.
+
+    ``frame`` holds rows of ``table.frame`` plus ``label`` (the row's name) and ``rule``
+    (``"default"`` or ``"fallback"``, see :data:`HEADLINE_RULE`)."""
+
+    table: ProtocolTable
+    frame: pd.DataFrame
+    metrics: list[MetricSpec]
+    quality: MetricSpec | None
+
+    @property
+    def rule(self) -> str:
+        return HEADLINE_RULE.format(quality=_prose(self.table.label(self.quality)) if self.quality
+                                    else "first quality metric")
+
+    @property
+    def caption(self) -> str:
+        return headline_caption(self)
+
+
+def _pick_fallback(grp: pd.DataFrame, quality: MetricSpec | None) -> int:
+    """Index (into ``grp``) of the best quality row among the rows with the largest NFE."""
+    sub = grp[grp["nfe"] == grp["nfe"].max()] if grp["nfe"].notna().any() else grp
+    if quality is not None:
+        vals = sub[f"{quality.key}_mean"].dropna()
+        if len(vals):
+            return vals.idxmin() if quality.better == "lower" else vals.idxmax()
+    return sub.sort_values("order", kind="stable").index[0]
+
+
+def headline(table: ProtocolTable) -> Headline:
+    """The table's headline rows, chosen by :data:`HEADLINE_RULE`, in the order the runs were made."""
+    f = table.frame
+    quality = quality_spec(table)
+    first_seen: dict[str, int] = {}
+    for r in table.rows:
+        first_seen.setdefault(r["backend"], len(first_seen))
+    chosen, labels, rules = [], [], []
+    if len(f):
+        groups = list(f.groupby(["backend", "config", "budget"], sort=False))
+        per_backend: dict[str, int] = {}
+        for (backend, _, _), _grp in groups:
+            per_backend[backend] = per_backend.get(backend, 0) + 1
+        for (backend, config, budget), grp in groups:
+            defaults = grp[grp["default"]]
+            if len(defaults):
+                idx = defaults.sort_values(["n", "order"], ascending=[False, True], kind="stable").index[0]
+                rule = "default"
+            else:
+                idx, rule = _pick_fallback(grp, quality), "fallback"
+            extra = ", ".join(x for x in (config, budget) if x) if per_backend[backend] > 1 else ""
+            chosen.append(idx)
+            labels.append(f"{backend} ({extra})" if extra else str(backend))
+            rules.append(rule)
+    frame = f.loc[chosen].assign(label=labels, rule=rules) if chosen else f.assign(label=[], rule=[])
+    frame = frame.assign(_o=[first_seen.get(b, len(first_seen)) for b in frame["backend"]])
+    frame = frame.sort_values(["_o", "label"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return Headline(table=table, frame=frame, metrics=headline_metrics(table), quality=quality)
+
+
+def short_setting(settings: dict[str, Any]) -> str:
+    """``ddim, steps=50, clip_denoised=True, eta=0.0`` for sampler settings; ``default`` with none."""
+    if not settings:
+        return "default"
+    items = [str(settings["method"])] if settings.get("method") is not None else []
+    items += [f"{k}={v}" for k, v in sorted(settings.items()) if k != "method"]
+    return ", ".join(items)
+
+
+def _compute_cell(row: pd.Series) -> str:
+    """Training compute of a row: steps × batch size, or wall minutes under a time budget."""
+    budget = json.loads(row["budget_json"]) if row.get("budget_json") else {}
+    if budget.get("max_minutes") is not None:
+        m, s = row["train_wall_s_mean"], row["train_wall_s_std"]
+        text = fmt_value(m / 60, s / 60 if s == s else s, 1)
+        return text if text == "n/a" else f"{text} min"
+    steps = row["train_steps_mean"]
+    if steps is None or not math.isfinite(steps):
+        return "n/a"
+    batch = budget.get("batch_size")
+    return f"{steps:,.0f} × {batch}" if batch else f"{steps:,.0f} steps"
+
+
+def _compute_note(h: Headline) -> str:
+    budgets = sorted(set(h.frame["budget"]))
+    text = ("Training compute: optimiser steps × batch size; wall-clock minutes where the budget was a time "
+            "limit (max_minutes).")
+    if len(budgets) == 1 and budgets[0]:
+        text += f" Budget of every row: {budgets[0]}."
+    elif len(budgets) > 1:
+        text += " Budgets: " + "; ".join(f"{lab}: {b or 'not recorded'}" for lab, b in
+                                         zip(h.frame["label"], h.frame["budget"])) + "."
+    return text
+
+
+def headline_display(h: Headline) -> Display:
+    """The headline table as strings: best values (among the headline rows) in BOLD_OPEN/CLOSE."""
+    f, table = h.frame, h.table
+    notes = _Notes()
+    cols: dict[str, list[str]] = {"Backend": list(f["label"])}
+    cols[f"Setting {notes.mark(h.rule)}"] = [short_setting(s) + (" †" if r == "fallback" else "")
+                                             for s, r in zip(f["settings"], f["rule"])]
+    cols["n (seeds)"] = [f"{n} ({s})" for n, s in zip(f["n"], f["seeds"])]
+    for spec in h.metrics:
+        label, cells = _metric_column(table, f, spec, notes)
+        cols[label] = cells
+    nll = _nll_column(table, f, notes)
+    if nll:
+        cols[nll[0]] = nll[1]
+    label, cells = _nfe_column(f, notes)
+    cols[label] = cells
+    label, cells = _ips_column(table, f, notes)
+    cols[label] = cells
+    cols[f"Training {notes.mark(_compute_note(h))}"] = [_compute_cell(r) for _, r in f.iterrows()]
+    notes.append(VALUES_NOTE)
+    return Display(pd.DataFrame(cols), list(notes))
+
+
+def _prose(label: str) -> str:
+    """A column label inside a sentence: ``Precision`` -> ``precision``; ``FID``, ``FD_x`` unchanged."""
+    return label[0].lower() + label[1:] if len(label) > 1 and label[0].isupper() and label[1].islower() else label
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def headline_criteria(h: Headline) -> list[tuple[str, pd.Series, str, int]]:
+    """(name in prose, values per headline row, better direction, digits) of each ranked column."""
+    f, table = h.frame, h.table
+    out = [(_prose(table.label(s)), f[f"{s.key}_mean"], s.better, s.digits) for s in h.metrics]
+    if (f["nll_status"] == "ok").any():
+        out.append(("NLL", f["nll_mean"].where(f["nll_status"] == "ok"), "lower", 3))
+    out.append(("sampling speed", f["ips_mean"], "higher", 1))
+    return out
+
+
+def headline_winners(h: Headline) -> dict[str, list[int]]:
+    """For each ranked column, the positions of the headline rows with its best value (ties: several)."""
+    winners: dict[str, list[int]] = {}
+    for name, values, better, digits in headline_criteria(h):
+        vals = pd.to_numeric(values, errors="coerce").round(digits).reset_index(drop=True)
+        if vals.notna().sum() < 2 or not better:
+            continue
+        best = vals.min() if better == "lower" else vals.max()
+        winners[name] = [i for i, v in enumerate(vals) if v == best]
+    return winners
+
+
+def headline_caption(h: Headline) -> str:
+    """One sentence naming each backend with the headline columns it is best at (ties say so)."""
+    f = h.frame
+    names = [backend_display_name(b) + (lab[len(str(b)):] if lab != str(b) else "")
+             for b, lab in zip(f["backend"], f["label"])]
+    if len(f) < 2:
+        return f"{names[0]} is the only backend in this table: nothing to rank." if names else "No rows."
+    best: dict[int, list[str]] = {i: [] for i in range(len(f))}
+    for name, rows in headline_winners(h).items():
+        for i in rows:
+            best[i].append(name + (" (tie)" if len(rows) > 1 else ""))
+    parts = [f"{names[i]}: best {_join(best[i])}" for i in range(len(f)) if best[i]]
+    none = [names[i] for i in range(len(f)) if not best[i]]
+    if none:
+        parts.append(f"{_join(none)}: best at none of these")
+    return "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------- fingerprint
+
+_NOT_COMPARABLE_RE = re.compile(r"\s*(?:[:;,—–-]\s*)?" + re.escape(NOT_COMPARABLE) + r"\s*[.:;]?", re.I)
+
+
+def clean_reasons(reasons: list[str]) -> list[str]:
+    """Reasons without the NOT-comparable phrase itself (the report says it once), de-duplicated."""
+    out: dict[str, None] = {}
+    for r in reasons:
+        text = _NOT_COMPARABLE_RE.sub("", str(r)).strip(" ;:,.—–-")
+        if text:
+            out[text] = None
+    return list(out)
+
+
+def weights_hash(table: ProtocolTable) -> str | None:
+    """The feature extractor's weights sha256 as recorded (full), or None."""
+    feats = table.protocol.get("features") or {}
+    return next((str(v) for k, v in feats.items() if "sha" in str(k).lower() and v), None)
+
+
+def fingerprint_summary(table: ProtocolTable) -> list[tuple[str, str]]:
+    """The short, readable fingerprint: data, samples vs reference, extractor (name, weights hash,
+    comparable). The full one is :func:`fingerprint_items`."""
+    p = table.protocol
+    data = str(p.get("dataset") or "dataset not recorded")
+    if p.get("variant"):
+        data += f" ({p['variant']})"
+    data += f", {p.get('split') or '?'} split"
+    if p.get("subset") is not None:
+        data += f", class-balanced subset of {p['subset']:,}" if isinstance(p["subset"], int) else f", subset {p['subset']}"
+    ref = p.get("reference") or {}
+    n_ref = ref.get("examples") or ref.get("size")
+    samples = f"{p.get('num_samples') if p.get('num_samples') is not None else '?'} generated per evaluation"
+    if n_ref:
+        samples += f" vs {n_ref:,} reference examples" if isinstance(n_ref, int) else f" vs {n_ref} reference examples"
+        if ref.get("split"):
+            samples += f" ({ref['split']} split)"
+    feats = p.get("features") or {}
+    comparable = "comparable: " + ("yes" if table.comparable else "no")
+    if feats or not table.toy:
+        name = feats.get("name") or feats.get("extractor") or feats.get("model") or "extractor not recorded"
+        sha = weights_hash(table)
+        extractor = str(name) + (f" · weights {sha[:12] if sha else 'not recorded'}" if sha or not table.toy else "")
+        if feats.get("pretrained") is False:
+            extractor += " (random initialisation)"
+        extractor += f" · {comparable}"
+    else:
+        extractor = f"none, metrics in data space · {comparable}"
+    items = [("Data", data), ("Samples", samples), ("Features", extractor)]
+    if table.benchmarks:
+        items.insert(0, ("Benchmark", ", ".join(table.benchmarks)))
+    return items
 
 
 def fingerprint_items(table: ProtocolTable) -> list[tuple[str, str]]:
     """(label, value) lines describing how a table's numbers were made."""
     p = table.protocol
 
+    def readable(v: Any) -> str:
+        """Nested values without JSON punctuation; long lists shortened to their first items."""
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {readable(x)}" for k, x in v.items() if x is not None) + "}"
+        if isinstance(v, list):
+            shown = ", ".join(readable(x) for x in v[:4])
+            return f"[{shown}{f', … ({len(v)} in all)' if len(v) > 4 else ''}]"
+        return str(v)
+
     def kv(d: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in d.items()
-                         if v is not None) or "not recorded"
+        return ", ".join(f"{k}={readable(v)}" for k, v in d.items() if v is not None) or "not recorded"
 
     variant = p.get("variant") or "variant not recorded"
     if "jpeg" in str(variant).lower():
@@ -371,7 +762,9 @@ def fingerprint_items(table: ProtocolTable) -> list[tuple[str, str]]:
     feats = dict(p.get("features") or {})
     sha = next((str(v) for k, v in feats.items() if "sha" in k.lower() and v), None)
     pretrained = feats.get("pretrained")
-    feat_line = kv({k: v for k, v in feats.items() if "sha" not in k.lower() and k != "pretrained"})
+    # metric_names: the tables' own column labels; comparable/warning: the report's warning line
+    feat_line = kv({k: v for k, v in feats.items()
+                    if "sha" not in k.lower() and k not in ("pretrained", "metric_names", "comparable", "warning")})
     if not table.toy:
         feat_line += f"; weights sha256: {sha or 'not recorded'}; pretrained: " + (
             "not recorded" if pretrained is None else ("yes" if pretrained else "NO (random initialisation)"))
@@ -386,15 +779,19 @@ def fingerprint_items(table: ProtocolTable) -> list[tuple[str, str]]:
         ("Reference set", kv(p.get("reference") or {})),
         ("Feature extractor", feat_line if (feats or not table.toy) else "none (metrics in data space)"),
         ("Metric settings", kv(p.get("metric_settings") or {})),
-        ("Comparable to published figures", "yes" if table.comparable else f"NO — {'; '.join(table.reasons)}"),
+        ("Comparable to published figures", "yes" if table.comparable else
+         f"NO — {'; '.join(clean_reasons(table.reasons)) or 'the evaluation recorded comparable=false'}"),
     ]
-    if table.warnings:
-        items.append(("Warnings", "; ".join(table.warnings)))
+    extra = [w for w in table.warnings if w not in table.reasons]  # the reasons are on the line above
+    if extra:
+        items.append(("Warnings", "; ".join(extra)))
     if table.devices:
         items.append(("Devices", "; ".join(table.devices)))
     return items
 
 
-__all__ = ["BOLD_CLOSE", "BOLD_OPEN", "GAN_NLL_NOTE", "NOT_COMPARABLE", "QUALITY_ORDER", "Display", "metric_specs",
-           "Leaderboard", "MetricSpec",
-           "ProtocolTable", "build_leaderboard", "display_frame", "failed_frame", "fingerprint_items", "fmt_value"]
+__all__ = ["BACKEND_NAMES", "BOLD_CLOSE", "BOLD_OPEN", "DETAIL_ONLY", "GAN_NLL_NOTE", "HEADLINE_RULE", "NOT_COMPARABLE",
+           "QUALITY_ORDER", "Display", "Headline", "Leaderboard", "MetricSpec", "ProtocolTable", "backend_display_name",
+           "build_leaderboard", "clean_reasons", "display_frame", "failed_frame", "fingerprint_items",
+           "fingerprint_summary", "fmt_value", "headline", "headline_caption", "headline_display", "headline_metrics",
+           "headline_winners", "is_default_evaluation", "metric_specs", "quality_spec", "short_setting"]

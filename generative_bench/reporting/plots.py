@@ -1,11 +1,15 @@
 """Report figures (matplotlib, Agg backend, PNG).
 
-* sample montage per backend from the run's ``samples/<tag>.npz`` (2-D toy data: a scatter over
-  the true mixture's density contours);
+* the headline sample panel: every backend's samples at its headline setting side by side
+  (2-D toy data: scatters over the true mixture's density contours, on the same axes; images:
+  the sample grids);
+* sample montage per backend from the run's ``samples/<tag>.npz`` (or its grid PNG);
 * quality/speed trade-off: quality metric and sampling images/s against network evaluations
-  per image (diffusion respacing/DDIM curves, one-step GAN/VAE points);
-* precision vs recall per backend;
-* training curves per run from ``train_log.csv`` (GAN: losses plus D(real)/D(fake)).
+  per image (diffusion respacing/DDIM curves, one-step GAN/VAE points), legend outside the axes;
+* precision vs recall per backend, legend outside the axes;
+* fidelity vs diversity as a knob moves, and one panel per declared metric;
+* training curves: one figure per logged quantity with every run of the table, and per run
+  from ``train_log.csv`` (GAN: losses plus D(real)/D(fake)).
 
 Every figure is made independently: a broken file costs its own figure, recorded in the
 returned errors, never the whole report.
@@ -29,7 +33,9 @@ import pandas as pd
 
 from generative_bench.errors import InputError
 from generative_bench.reporting.collect import contained_path
-from generative_bench.reporting.leaderboard import NOT_COMPARABLE, QUALITY_ORDER, Leaderboard, ProtocolTable, metric_specs
+from generative_bench.reporting.leaderboard import (NOT_COMPARABLE, Headline, Leaderboard, ProtocolTable,
+                                                    backend_display_name, headline, metric_specs, quality_spec,
+                                                    short_setting)
 
 _LOG_SKIP = {"step", "images_seen", "wall_s", "lr", "images_per_s", "epoch"}
 _D_OUTPUTS = ("d_real", "d_fake")
@@ -108,12 +114,18 @@ def toy_density(record: Mapping[str, Any] | None):
     return mixture_from_description(data) if isinstance(data, Mapping) else None
 
 
-def _density_contours(ax, density, points: np.ndarray) -> None:
-    import torch
-
+def _density_box(density, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) corners that hold the mixture's modes and the bulk (1st–99th percentile) of ``points``."""
     means = density.means.numpy()
     lo = np.minimum(means.min(0), np.percentile(points, 1, axis=0)) - 6 * density.std - 0.2
     hi = np.maximum(means.max(0), np.percentile(points, 99, axis=0)) + 6 * density.std + 0.2
+    return lo, hi
+
+
+def _density_contours(ax, density, points: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    import torch
+
+    lo, hi = box if box is not None else _density_box(density, points)
     xs, ys = np.linspace(lo[0], hi[0], 400), np.linspace(lo[1], hi[1], 400)
     gx, gy = np.meshgrid(xs, ys)
     grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))
@@ -172,19 +184,34 @@ def _save(fig, out: Path) -> Path:
 
 
 def quality_metric(table: ProtocolTable):
-    """The quality column for the trade-off plot: FID, else the toy high-quality share, ..."""
-    present = {s.key: s for s in table.metrics}
-    for key in QUALITY_ORDER:
-        if key in present:
-            return present[key]
-    return None
+    """The quality column for the trade-off plot: FID, else the toy high-quality share, ... (the
+    leaderboard's :func:`~generative_bench.reporting.leaderboard.quality_spec`)."""
+    return quality_spec(table)
+
+
+def _legend_outside(fig, ax) -> None:
+    """One legend to the right of ``ax``, outside every data area."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7,
+                  frameon=False)
+
+
+def _save_tight(fig, out: Path) -> Path:
+    """Save with the bounding box grown to hold legends placed outside the axes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return out
 
 
 def _lines(table: ProtocolTable):
     """One line per (backend, config, budget, sampling method): DDIM and ancestral never share a line."""
     f = table.frame
+    varies = {c: f[c].nunique() > 1 for c in ("config", "budget")}  # a column shared by every row says nothing
     for (backend, config, budget, how), grp in f.groupby(["backend", "config", "budget", "method"], sort=True):
-        label = " ".join(x for x in (backend, how, config, budget) if x)
+        label = " ".join(x for x in (backend, how, config if varies["config"] else "",
+                                     budget if varies["budget"] else "") if x)
         yield label, grp.sort_values("nfe")
 
 
@@ -214,15 +241,17 @@ def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
         if spec is not None and key == spec.key and spec.better:
             ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    _legend_outside(fig, axes[0][-1])
     warn = "" if table.comparable else f"\n⚠ {NOT_COMPARABLE}"
-    fig.suptitle(f"Quality / speed trade-off — {table.title}{warn}", fontsize=9)
-    return _save(fig, out)
+    fig.suptitle(textwrap.fill(f"Quality / speed trade-off — {table.title}", 110) + warn, fontsize=9)
+    fig.tight_layout()
+    return _save_tight(fig, out)
 
 
 def metric_panels_figure(table: ProtocolTable):
     """One panel per declared metric of the table that has a better direction, against NFE
-    (or against the row index when no NFE is known), one line per backend and method."""
+    (or, when no NFE is recorded, side by side: one tick per backend and method, its settings
+    next to each other), one line per backend and method."""
     specs = [s for s in table.metrics if s.better]
     f = table.frame
     if not specs or f.empty:
@@ -232,18 +261,23 @@ def metric_panels_figure(table: ProtocolTable):
     rows = -(-len(specs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False)
     x_key = "nfe" if f["nfe"].notna().any() else None
+    lines = list(_lines(table))
     for ax, spec in zip(axes.flat, specs):
-        for label, grp in _lines(table):
+        for i, (label, grp) in enumerate(lines):
             g = grp[grp[f"{spec.key}_mean"].notna()]
             if g.empty:
                 continue
-            x = g["nfe"] if x_key else np.arange(len(g))
+            x = g["nfe"] if x_key else i + np.linspace(-0.25, 0.25, len(g)) * (len(g) > 1)
             ax.errorbar(x, g[f"{spec.key}_mean"], yerr=g[f"{spec.key}_std"].fillna(0).to_numpy(),
                         fmt="-o" if len(g) > 1 else "s", capsize=3, ms=5, label=label)
         ax.set_ylabel(table.label(spec))
-        ax.set_xlabel("network evaluations per image (NFE)" if x_key else "setting")
-        if x_key and f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
-            ax.set_xscale("log")
+        if x_key:
+            ax.set_xlabel("network evaluations per image (NFE)")
+            if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
+                ax.set_xscale("log")
+        else:  # no NFE recorded: one tick per line
+            ax.set_xticks(range(len(lines)), [textwrap.shorten(lab, 18) for lab, _ in lines], fontsize=7)
+            ax.set_xlim(-0.6, len(lines) - 0.4)
         ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(specs):]:
@@ -366,9 +400,10 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(fig, ax)
     ax.set_title(f"Precision vs recall — {table.pid}", fontsize=9)
-    return _save(fig, out)
+    fig.tight_layout()
+    return _save_tight(fig, out)
 
 
 def plot_training(log_csv: Path, out: Path, title: str) -> Path | None:
@@ -406,6 +441,126 @@ def plot_training(log_csv: Path, out: Path, title: str) -> Path | None:
     return _save(fig, out)
 
 
+def _log_frame(log_csv: Path) -> pd.DataFrame | None:
+    """A training log as numbers (None when it has no step column or no rows)."""
+    log = pd.read_csv(log_csv)
+    if "step" not in log.columns or log.empty:
+        return None
+    return log.apply(pd.to_numeric, errors="coerce")
+
+
+def training_quantities(log: pd.DataFrame) -> list[str]:
+    """The logged quantities a training-curve figure is made for (losses, D outputs, bound terms)."""
+    return [c for c in log.columns if c not in _LOG_SKIP and not c.startswith("grad_norm") and log[c].notna().any()]
+
+
+def plot_training_metric(curves: list[tuple[str, pd.DataFrame]], name: str, out: Path, title: str) -> Path | None:
+    """One figure for one logged quantity: a line per run, against the optimiser step."""
+    curves = [(label, log) for label, log in curves if name in log.columns and log[name].notna().any()]
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for label, log in curves:
+        g = log[log[name].notna()]
+        ax.plot(g["step"], g[name], "-o" if len(g) < 5 else "-", lw=1, ms=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel({"d_real": "D(real)", "d_fake": "D(fake)"}.get(name, name))
+    ax.grid(alpha=0.3)
+    ax.set_title(textwrap.fill(f"{name} — {title}", 60), fontsize=8)
+    _legend_outside(fig, ax)
+    fig.tight_layout()
+    return _save_tight(fig, out)
+
+
+def _headline_sample_rows(table: ProtocolTable, h: Headline) -> list[tuple[pd.Series, dict[str, Any] | None]]:
+    """(headline row, the measurement with samples at its setting, or None) per headline row."""
+    out = []
+    for _, hrow in h.frame.iterrows():
+        cands = [r for r in table.rows
+                 if r["backend"] == hrow["backend"] and r["sampler_key"] == hrow["sampler_key"]
+                 and str(r.get("config", "")) == str(hrow["config"]) and (r["samples_file"] or r.get("grid_file"))]
+        cands.sort(key=lambda r: (str(r["seed"]), r["run_dir"]))
+        chosen = next((r for r in cands if any(p is not None and p.is_file() for p in _sample_files(r))), None)
+        out.append((hrow, chosen))
+    return out
+
+
+def headline_samples_figure(table: ProtocolTable, h: Headline | None = None):
+    """Every backend's samples at its headline setting, side by side: 2-D data as scatters over the
+    true density on the same axes, images as their sample grids. None when no backend has samples."""
+    h = h or headline(table)
+    picks = _headline_sample_rows(table, h)
+    if not picks or all(r is None for _, r in picks):
+        return None
+    loaded: list[tuple[str, Any]] = []
+    for hrow, r in picks:
+        label = f"{backend_display_name(hrow['backend'])} — {short_setting(hrow['settings'])}"
+        if r is None:
+            loaded.append((label, None))
+            continue
+        label += f", seed {r['seed']}"
+        path, grid = _sample_files(r)
+        if path is not None and path.is_file():
+            loaded.append((label, load_samples(path)))
+        else:
+            from PIL import Image
+
+            with Image.open(grid) as im:
+                loaded.append((label, ("grid", np.asarray(im.convert("RGB")))))
+    plt = _plt()
+    n = len(loaded)
+    points = [a for _, a in loaded if isinstance(a, np.ndarray) and a.ndim == 2]
+    toy = bool(points)
+    fig, axes = plt.subplots(1, n, figsize=((2.9 if toy else 3.3) * n, 3.3 if toy else 3.6), squeeze=False)
+    density = box = None
+    if toy:
+        record = next((r["record"].data for _, r in picks if r is not None), None)
+        density = toy_density(record)
+        allpts = np.concatenate(points)
+        if density is not None:
+            box = _density_box(density, allpts)
+        else:
+            box = (np.percentile(allpts, 0.5, axis=0) - 0.2, np.percentile(allpts, 99.5, axis=0) + 0.2)
+    for ax, (label, arr) in zip(axes[0], loaded):
+        if arr is None:
+            ax.text(0.5, 0.5, "no samples recorded\nat this setting", ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        elif isinstance(arr, tuple):
+            ax.imshow(arr[1], interpolation="nearest")
+            ax.axis("off")
+        elif arr.ndim == 2:
+            ax.scatter(arr[:, 0], arr[:, 1], s=1.5, alpha=0.45, color="tab:blue", rasterized=True)
+            if density is not None:
+                _density_contours(ax, density, arr, box)
+            ax.set_xlim(box[0][0], box[1][0])
+            ax.set_ylim(box[0][1], box[1][1])
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=6)
+        else:
+            grid = montage(arr[:64])
+            ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+            ax.axis("off")
+        ax.set_title(textwrap.fill(label, 34), fontsize=8)
+    what = ("samples (blue) over the true density (red log-p contours), same axes" if toy and density is not None
+            else "samples, same axes" if toy else "sample grids")
+    fig.suptitle(textwrap.fill(f"{table.pid}: {what}, at each backend's headline setting", 45 * n), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_headline_samples(table: ProtocolTable, out: Path, h: Headline | None = None) -> Path | None:
+    fig = headline_samples_figure(table, h)
+    if fig is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def _sample_files(row: dict[str, Any]) -> tuple[Path | None, Path | None]:
     """(samples npz, grid PNG) of a measurement row, each only when inside the row's run folder.
 
@@ -418,6 +573,38 @@ def _sample_files(row: dict[str, Any]) -> tuple[Path | None, Path | None]:
         recorded = Path(str(row["samples_file"]))
         grid = contained_path(run_dir, str(recorded.with_name(recorded.stem + "_grid.png")))
     return samples, grid
+
+
+def _training_figures(table: ProtocolTable, figure: Callable[[str], Path], attempt, errors: list[str]) -> dict[str, Path]:
+    """One figure per logged quantity over every run of ``table``: {quantity: png}."""
+    runs: dict[str, dict[str, Any]] = {}
+    for r in table.rows:
+        runs.setdefault(r["run_dir"], r)
+    several_configs = len({r["config"] for r in runs.values()}) > 1
+    curves: list[tuple[str, pd.DataFrame]] = []
+    for run_dir, r in runs.items():
+        log_csv = contained_path(run_dir, "train_log.csv")
+        if log_csv is None or not log_csv.is_file():
+            continue
+        try:
+            log = _log_frame(log_csv)
+        except Exception as e:  # a broken log costs its own curve only
+            errors.append(f"training log of {run_dir}: {type(e).__name__}: {e}")
+            continue
+        if log is not None:
+            label = f"{r['backend']} seed {r['seed']}" + (f" {r['config']}" if several_configs and r["config"] else "")
+            curves.append((label, log))
+    names: dict[str, None] = {}
+    for _, log in curves:
+        for c in training_quantities(log):
+            names[c] = None
+    made = {}
+    for name in names:
+        png = attempt(f"training curves {name} ({table.pid})", lambda: plot_training_metric(
+            curves, name, figure(f"{slug(table.pid)}_training_{slug(name)}.png"), table.pid))
+        if png:
+            made[name] = png
+    return made
 
 
 def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -438,7 +625,7 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
         used_names.add(name)
         return _output_file(out_dir, name)
     made: dict[str, Any] = {"samples": {}, "tradeoff": {}, "precision_recall": {}, "training": {},
-                            "knob_tradeoff": {}, "metrics": {}}
+                            "knob_tradeoff": {}, "metrics": {}, "headline_samples": {}, "training_metrics": {}}
     errors: list[str] = []
 
     def attempt(what: str, fn: Callable[[], Path | None]) -> Path | None:
@@ -450,17 +637,28 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
 
     for table in board.tables:
         pid = table.pid
+        h = headline(table)
+        headline_keys = {str(k) for k in h.frame["sampler_key"]} if len(h.frame) else set()
+        made["headline_samples"][pid] = attempt(f"headline samples {pid}", lambda: plot_headline_samples(
+            table, figure(f"{slug(pid)}_headline_samples.png"), h))
         samples: dict[str, Path] = {}
         by_backend: dict[str, list[dict[str, Any]]] = {}
         for r in table.rows:
             if r["samples_file"] or r.get("grid_file"):
                 by_backend.setdefault(r["backend"], []).append(r)
         for backend, rows in sorted(by_backend.items()):
-            rows.sort(key=lambda r: (-(r["nfe"] or 0), str(r["seed"]), r["run_dir"]))
-            r = rows[0]
+            # the headline setting first, then the most network evaluations
+            rows.sort(key=lambda r: (r["sampler_key"] not in headline_keys, -(r["nfe"] or 0), str(r["seed"]),
+                                     r["run_dir"]))
+            # a row whose samples (or grid PNG) are on disk; a copy published without .npz files may have none
+            r = next((x for x in rows if any(f is not None and f.is_file() for f in _sample_files(x))), rows[0])
             path, grid = _sample_files(r)
             if path is None and grid is None:
                 errors.append(f"samples of {backend}: the recorded samples file is not inside {r['run_dir']}; ignored")
+                continue
+            if not any(f is not None and f.is_file() for f in (path, grid)):
+                errors.append(f"samples of {backend}: no recorded samples file is present in its run folder "
+                              f"({Path(r['run_dir']).name}; a copy published without .npz files)")
                 continue
             title = f"{backend} — {r['sampler']}, seed {r['seed']}"
             png = attempt(f"samples of {backend} ({path or grid})", lambda: plot_samples(
@@ -476,6 +674,7 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
             table, figure(f"{slug(pid)}_fidelity_diversity.png")))
         made["metrics"][pid] = attempt(f"metric panels {pid}", lambda: plot_metric_panels(
             table, figure(f"{slug(pid)}_metrics.png")))
+        made["training_metrics"][pid] = _training_figures(table, figure, attempt, errors)
     for i, (run_dir, label) in enumerate(run_dirs):
         log = contained_path(run_dir, "train_log.csv")
         if log is None:
@@ -489,6 +688,7 @@ def make_plots(board: Leaderboard, run_dirs: list[tuple[Path, str]], out_dir: Pa
     return made, errors
 
 
-__all__ = ["load_samples", "make_plots", "metric_panels_figure", "montage", "plot_metric_panels",
+__all__ = ["headline_samples_figure", "load_samples", "make_plots", "metric_panels_figure", "montage",
+           "plot_headline_samples", "plot_metric_panels", "plot_training_metric", "training_quantities",
            "plot_precision_recall", "plot_quality_speed", "plot_tradeoff", "tradeoff_figure",
            "plot_samples", "plot_training", "quality_metric", "toy_density"]
