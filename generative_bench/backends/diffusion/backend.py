@@ -6,9 +6,13 @@ The presets differ only in configuration (conf/model/ddpm*.yaml, iddpm*.yaml):
 * improved DDPM (Nichol & Dhariwal 2021): cosine schedule, learned-range variance, L_hybrid
   (or L_vlb with the loss-second-moment timestep sampler), T up to 4000.
 
-``sample(n, generator, method=..., steps=..., eta=..., clip_denoised=...)``: ancestral or DDIM
-sampling on the full process (``steps=None``) or on a respaced one (``steps=50``, ``"10,10,10"``,
-``"ddim50"``). ``nll(x)``: the variational bound in bits/dim with its prior / KL / decoder split.
+``sample(n, generator, method=..., steps=..., eta=..., clip_denoised=...)``: ancestral, DDIM or
+DPM-Solver++ (2M) sampling on the full process (``steps=None``) or on a respaced one (``steps=50``,
+``"10,10,10"``, ``"ddim50"``, ``"ddim_quad50"``), or Heun / Euler on the probability-flow ODE
+over the N-level Karras et al. grid (``method="heun" | "euler_ode"``, ``steps=N``); see
+solvers.py for each method's network evaluations. ``nll(x)``: the variational bound in bits/dim
+with its prior / KL / decoder split (``method="vlb"``, the default), or the probability-flow ODE
+likelihood (``method="ode"``, ode.py).
 
 Class-conditional (``num_classes > 0``, labelled data): with ``conditional_net`` the denoiser
 gets the class (its embedding added to the time embedding) and is trained with label dropout
@@ -36,15 +40,19 @@ from generative_bench.backends.base import Backend, NLLResult, OptimGroup, StepC
 from generative_bench.backends.diffusion.gaussian import GaussianDiffusion
 from generative_bench.backends.diffusion.guidance import ClassifierGuidance, classifier_free
 from generative_bench.backends.diffusion.likelihood import DECODER_NAMES, full_bound
+from generative_bench.backends.diffusion.ode import ode_nll_bpd
 from generative_bench.backends.diffusion.losses import make_loss
 from generative_bench.backends.diffusion.respace import respace
 from generative_bench.backends.diffusion.schedules import make_betas
-from generative_bench.backends.diffusion.solvers import SOLVERS, sample_loop
+from generative_bench.backends.diffusion.solvers import (GRID_METHODS, ODE_SOLVERS, check_grid_steps, check_method,
+                                                          network_evaluations, sample_loop)
 from generative_bench.backends.diffusion.timestep_distribution import make_timestep_distribution
 from generative_bench.errors import InputError
 
 #: how the NLL of a class-conditional model treats the class (``model.nll.condition``)
 NLL_CONDITIONS = ("marginal", "label", "null")
+#: which likelihood ``nll`` computes (``model.nll.method``)
+NLL_METHODS = ("vlb", "ode")
 
 
 def _build(factory: Any, **kwargs) -> torch.nn.Module:
@@ -56,6 +64,23 @@ def _build(factory: Any, **kwargs) -> torch.nn.Module:
 
         factory = instantiate(factory, _partial_=True)
     return factory(**kwargs)
+
+
+class _frozen_parameters:
+    """Parameters of ``module`` without requires_grad for the block (input-only autograd is cheaper),
+    restored afterwards."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+    def __enter__(self):
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.requires_grad_(True)
+        return False
 
 
 class DiffusionBackend(Backend):
@@ -230,14 +255,28 @@ class DiffusionBackend(Backend):
         """Defaults merged with ``sampling``, with ``clip_denoised=None`` resolved to a bool."""
         settings = super().resolve_settings(**sampling)
         settings["clip_denoised"] = self._clip_default(settings.get("clip_denoised"))
-        if settings["method"] not in SOLVERS:
-            raise InputError(f"unknown diffusion sampling method {settings['method']!r}; choose one of {sorted(SOLVERS)}")
-        self.respaced(settings.get("steps"))  # a bad respacing is an error now, not after training
+        method = settings["method"]
+        check_method(method)
+        if method in ODE_SOLVERS and settings.get("eta"):
+            raise InputError(f"sampling option eta={settings['eta']} applies to method=ddim only; {method} is "
+                             "deterministic, set eta=0.0")
+        self._method_process(method, settings.get("steps"))  # a bad respacing / grid is an error now
         return settings
 
+    def _method_process(self, method: str, steps: int | str | None) -> GaussianDiffusion:
+        """The process ``method`` runs on: the training process for the Karras-grid methods (whose
+        ``steps`` is the grid size, checked here), else the respaced one."""
+        if method in GRID_METHODS:
+            check_grid_steps(method, steps, self.process)
+            return self.process
+        return self.respaced(steps)
+
     def network_evaluations(self, settings: dict[str, Any]) -> int:
-        """Denoiser passes per image: the (respaced) step count, twice with classifier-free guidance."""
-        steps = self.respaced(settings.get("steps")).num_timesteps
+        """Denoiser passes per image: one per step of the (respaced) process for ancestral / ddim /
+        dpmpp_2m, 2N - 1 for heun and N for euler_ode on the N-level grid; twice that with
+        classifier-free guidance (w not in {0, -1})."""
+        method = settings.get("method", "ancestral")
+        steps = network_evaluations(method, self._method_process(method, settings.get("steps")), settings.get("steps"))
         w = float(settings.get("cfg_scale", 0.0) or 0.0)
         return steps * (1 if w in (0.0, -1.0) else 2)
 
@@ -245,8 +284,7 @@ class DiffusionBackend(Backend):
                            method: str = "ancestral", steps: int | str | None = None, eta: float = 0.0,
                            clip_denoised: bool | None = None, classifier_scale: float = 0.0, cfg_scale: float = 0.0,
                            progress: bool = False) -> torch.Tensor:
-        if method not in SOLVERS:
-            raise InputError(f"unknown diffusion sampling method {method!r}; choose one of {sorted(SOLVERS)}")
+        check_method(method)
         if self.conditional and labels is None:
             raise InputError("a class-conditional diffusion model samples with labels; draw through sample() or "
                              "draw(), which pick classes uniformly, or pass labels")
@@ -264,9 +302,9 @@ class DiffusionBackend(Backend):
                 raise InputError(f"classifier_scale={classifier_scale} needs a noise-aware classifier "
                                  "(model.backend.classifier=true, trained with the model)")
             guidance = ClassifierGuidance(self.classifier, labels, float(classifier_scale))
-        return sample_loop(self.respaced(steps), model, (int(n), *self.data_shape), noise, method=method,
-                           eta=float(eta), clip_denoised=clip, device=self.device, progress=progress,
-                           guidance=guidance)
+        return sample_loop(self._method_process(method, steps), model, (int(n), *self.data_shape), noise,
+                           method=method, eta=float(eta), clip_denoised=clip, device=self.device, progress=progress,
+                           guidance=guidance, steps=steps if method in GRID_METHODS else None)
 
     # ----------------------------------------------------------------- likelihood
     def bound_name(self, timesteps: int | str | None = None, clip_denoised: bool = False) -> str:
@@ -282,8 +320,10 @@ class DiffusionBackend(Backend):
 
     def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
             timesteps: int | str | None = None, clip_denoised: bool | None = None,
-            condition: str = "marginal") -> NLLResult:
-        """Per-example variational bound in bits/dim (improved-diffusion ``calc_bpd_loop``).
+            condition: str = "marginal", method: str = "vlb", ode_steps: int = 100, sigma_start: float = 1e-3,
+            divergence: str = "auto", probes: int = 1) -> NLLResult:
+        """Per-example NLL in bits/dim: the variational bound (``method="vlb"``, improved-diffusion
+        ``calc_bpd_loop``) or the probability-flow ODE likelihood (``method="ode"``, ode.py).
 
         ``timesteps`` evaluates the bound of the respaced K-step model instead of the T-step one
         (K network calls per batch instead of T); the bound's name says which it is. A model with
@@ -292,6 +332,15 @@ class DiffusionBackend(Backend):
         per-class bounds L_y (each L_y >= -log p(x | y), so this is a bound on -log p(x); K times the
         cost); ``label`` bounds -log p(x | y) for the true ``labels``; ``null`` bounds the
         unconditional model (the null class).
+
+        ``method="ode"`` integrates the probability-flow ODE of the training process with RK4
+        (``ode_steps`` steps uniform in log sigma from ``sigma_start`` to the largest training sigma,
+        4 network evaluations per step), with the exact divergence (``divergence="exact"``, one
+        autograd pass per dimension) or Hutchinson's estimator with ``probes`` Rademacher probes per
+        example (``"hutchinson"``; ``"auto"``: exact up to 16 dimensions); 8-bit images are
+        dequantized uniformly. Probes and dequantization noise come from ``generator``. The ODE
+        uses unclipped predictions (``clip_denoised`` and ``timesteps`` are options of the bound);
+        ``condition`` applies as above, with the per-class ODE likelihoods in place of the bounds.
         """
         if tuple(x.shape[1:]) != self.data_shape:
             raise InputError(f"nll: expected examples of shape {list(self.data_shape)}, got {list(x.shape[1:])}")
@@ -299,35 +348,56 @@ class DiffusionBackend(Backend):
             raise InputError("nll: images must be in model space [-1, 1] (convert uint8 with data.codec.to_model_space)")
         if condition not in NLL_CONDITIONS:
             raise InputError(f"model.nll.condition must be one of {list(NLL_CONDITIONS)}, got {condition!r}")
-        clip = self._clip_default(clip_denoised)
-        process = self.respaced(timesteps)
+        if method not in NLL_METHODS:
+            raise InputError(f"model.nll.method must be one of {list(NLL_METHODS)}, got {method!r}")
         x = x.to(self.device).float()
+        if method == "ode":
+            if timesteps is not None or clip_denoised:
+                raise InputError("model.nll.timesteps and model.nll.clip_denoised are options of the variational bound "
+                                 "(method=vlb); the probability-flow ODE (method=ode) runs on the training process "
+                                 "with unclipped predictions: leave them null")
+            names: list[str] = []
 
-        def bound(y: torch.Tensor | None, g: torch.Generator | None) -> dict[str, torch.Tensor]:
-            return full_bound(process, self.denoiser(y), x, g, decoder=self.decoder,
-                              clip_denoised=self.clip_range(clip))
+            def score(y: torch.Tensor | None, g: torch.Generator | None) -> dict[str, torch.Tensor]:
+                terms, name = ode_nll_bpd(self.process, self.denoiser(y), x, g, dequantize_8bit=self.is_image,
+                                          steps=int(ode_steps), sigma_start=float(sigma_start),
+                                          divergence_name=str(divergence), probes=int(probes))
+                names.append(name)
+                return terms
+
+            context = _frozen_parameters
+        else:
+            clip = self._clip_default(clip_denoised)
+            process = self.respaced(timesteps)
+
+            def score(y: torch.Tensor | None, g: torch.Generator | None) -> dict[str, torch.Tensor]:
+                return full_bound(process, self.denoiser(y), x, g, decoder=self.decoder,
+                                  clip_denoised=self.clip_range(clip))
+
+            context = lambda module: torch.inference_mode()  # noqa: E731
 
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            with context(self):
                 if not self.conditional_net:
-                    terms, what = bound(None, generator), ""
+                    terms, what = score(None, generator), ""
                 elif condition == "null":
-                    terms, what = bound(torch.full((len(x),), self.num_classes, device=x.device), generator), \
+                    terms, what = score(torch.full((len(x),), self.num_classes, device=x.device), generator), \
                         "; unconditional model (null class)"
                 elif condition == "label":
                     y = self.check_labels(labels, len(x))
                     if y is None:
                         raise InputError("model.nll.condition=label needs the data's labels")
-                    terms, what = bound(y.to(x.device), generator), "; conditional -log p(x | y) at the true class"
+                    terms, what = score(y.to(x.device), generator), "; conditional -log p(x | y) at the true class"
                 else:
-                    terms, what = self._marginal_bound(bound, len(x), x.device, generator), \
+                    terms, what = self._marginal_bound(score, len(x), x.device, generator), \
                         f"; marginal over {self.num_classes} classes (uniform p(y))"
         finally:
             self.train(was_training)
-        return NLLResult(bpd=terms["total"], bound=self.bound_name(timesteps, clip) + what,
-                         terms={k: terms[k] for k in ("prior", "kl", "decoder")})
+        name = names[0] if method == "ode" else self.bound_name(timesteps, clip)
+        return NLLResult(bpd=terms["total"], bound=name + what,
+                         terms={k: v for k, v in terms.items() if k != "total"})
 
     def _marginal_bound(self, bound, n: int, device: torch.device, generator: torch.Generator | None):
         """-logsumexp_y(log(1/K) - L_y ln 2 D) / (D ln 2): the per-class bounds share one noise draw
@@ -346,7 +416,7 @@ class DiffusionBackend(Backend):
         # terms of the class with the tightest bound, for the breakdown
         best = totals.argmin(0)
         pick = {key: torch.stack([t[key] for t in per_class]).gather(0, best[None]).squeeze(0)
-                for key in ("prior", "kl", "decoder")}
+                for key in per_class[0] if key != "total"}
         return {**pick, "total": marginal}
 
     def describe(self) -> dict[str, Any]:

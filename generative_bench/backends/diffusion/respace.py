@@ -7,7 +7,19 @@ beta'_k = 1 - alpha_bar_{S_k} / alpha_bar_{S_{k-1}}. The respaced process is an 
 the network is always called with the timestep it was trained on.
 
 Specs: an int or ``"50"`` (evenly strided), ``"10,10,10"`` (sections of the range, each strided),
-or ``"ddim50"`` (an integer stride giving exactly 50 steps, as in DDIM).
+``"ddim50"`` (an integer stride giving exactly 50 steps, as in DDIM), or ``"ddim_quad50"`` (DDIM's
+quadratic spacing, Song et al. 2021 Appendix D.2, used there for CIFAR-10).
+
+Quadratic spacing ``"ddim_quadN"`` keeps the steps int((i sqrt(0.8 T) / (N - 1))^2), i = 0..N-1,
+computed as ``int`` of ``numpy.linspace(0, sqrt(0.8 T), N) ** 2`` (float64) as in the DDIM code
+(``runners/diffusion.py``, ``skip_type="quad"``). That code indexes its schedule with
+``compute_alpha(b, t + 1)`` on a cumulative product with a leading 1 (beta_0 = 0 prepended), so
+its t is already the 0-based index of this project (index i is paper step i + 1): the kept
+indices are the values themselves, from 0 up to int(0.8 T), and sampling starts at step 0.8 T
+(x_T ~ N(0, I) there, as in DDIM). Latent-diffusion's ``make_ddim_timesteps`` adds 1 to the same
+values (a one-step shift of this rule). For N large enough that the first values repeat (N >= 50
+at T = 1000: 0, 0, 1, ...) the repeats are merged, so the process has fewer than N steps; the DDIM
+code spends a network call on each repeat, a step from t to t that leaves x unchanged at eta = 0.
 
 :func:`space_timesteps` keeps exactly the steps of ``space_timesteps`` in improved-diffusion
 (``improved_diffusion/respace.py``; guided-diffusion's ``guided_diffusion/respace.py`` has the
@@ -36,9 +48,25 @@ def _ddim_steps(num_timesteps: int, count: int) -> list[int]:
                      "use a plain count (e.g. steps=50) instead of 'ddim50'")
 
 
+def _ddim_quadratic_steps(num_timesteps: int, count: int) -> list[int]:
+    """DDIM's quadratic spacing (0-based indices, repeats merged; see the module docstring)."""
+    import numpy as np
+
+    if count < 2:
+        raise InputError(f"'ddim_quad{count}' needs at least 2 steps (the rule spaces N >= 2 points)")
+    values = (np.linspace(0.0, np.sqrt(num_timesteps * 0.8), count) ** 2).astype(np.int64)
+    return sorted(set(int(v) for v in values))
+
+
 def space_timesteps(num_timesteps: int, spec: int | str) -> list[int]:
     """Sorted original indices kept by the respacing ``spec``."""
     text = str(spec).strip().replace(" ", "")
+    if text.startswith("ddim_quad"):
+        try:
+            count = int(text[len("ddim_quad"):])
+        except ValueError:
+            raise InputError(f"bad respacing {spec!r}: expected 'ddim_quadN' with an integer N") from None
+        return _ddim_quadratic_steps(num_timesteps, count)
     if text.startswith("ddim"):
         try:
             count = int(text[4:])
