@@ -105,11 +105,17 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def register_resolvers() -> None:
-    """``${gbench_run_key:}`` (hash of the run identity) for Hydra's run folder names."""
+    """``${gbench_run_key:}`` (hash of the run identity) for Hydra's run folder names and
+    ``${gbench_cores:}`` (CPU cores available to this process)."""
     from omegaconf import OmegaConf
+
+    import os
 
     if not OmegaConf.has_resolver("gbench_run_key"):
         OmegaConf.register_new_resolver("gbench_run_key", lambda *, _root_: config_key(run_identity(_root_)))
+    if not OmegaConf.has_resolver("gbench_cores"):
+        OmegaConf.register_new_resolver("gbench_cores", lambda: max(1, len(os.sched_getaffinity(0))
+                                                                 if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 register_resolvers()

@@ -82,6 +82,28 @@ def apply_per_model(cfg: DictConfig) -> DictConfig:
         raise InputError(f"per_model.{name}: {e}; fix the key in the experiment preset") from None
 
 
+def set_threads(cfg: DictConfig, multirun: bool) -> int:
+    """``threads: auto``: all cores, or cores / n_jobs when the sweep's jobs run in parallel
+    (joblib launcher), so parallel jobs do not oversubscribe the CPU; an int sets it."""
+    import os
+
+    want = cfg.get("threads", "auto")
+    if want != "auto":
+        if isinstance(want, bool) or not isinstance(want, int) or want < 1:
+            raise InputError(f"threads={want!r}: must be auto or an integer >= 1")
+        n = int(want)
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = 1
+        if multirun:
+            launcher = HydraConfig.get().launcher
+            if "joblib" in str(launcher.get("_target_", "")).lower():
+                jobs = max(1, int(launcher.get("n_jobs") or 1))
+        n = max(1, cores // jobs)
+    torch.set_num_threads(n)
+    return n
+
+
 def check_resume(cfg: DictConfig, run_dir: Path) -> None:
     """A training stage that would resume a checkpoint made with other settings fails before
     anything is written (the trainer checks again against the checkpoint itself)."""
@@ -106,6 +128,7 @@ def run_job(cfg: DictConfig) -> str:
         cfg = apply_per_model(cfg)
         stages.check_stage(str(cfg.stage))
         validate(cfg)
+        set_threads(cfg, multirun)
         device = resolve_device(str(cfg.device))
         check_resume(cfg, run_dir)
         if (run_dir / RESULTS_FILE).is_file():  # a record this run would update must be readable
