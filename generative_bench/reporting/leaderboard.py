@@ -199,6 +199,7 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
             "run_dirs": sorted({r["run_dir"] for r in grp}),
             "knob": grp[0].get("knob", ""), "knob_value": grp[0].get("knob_value"),
             "knob_names": sorted(grp[0].get("knobs") or {}),
+            "knob_neutrals": {k: v.get("neutral") for k, v in (grp[0].get("knobs") or {}).items()},
             "budget_json": budget, "sampler_key": grp[0]["sampler_key"],
             "settings": dict(((grp[0].get("evaluation") or {}).get("sampler") or {}).get("settings") or {}),
             "default": any(is_default_evaluation(r) for r in grp),

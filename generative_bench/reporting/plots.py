@@ -303,22 +303,31 @@ def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
 
 #: (x, y) metric pairs of the fidelity–diversity figure, first the one the table has
 TRADEOFF_PAIRS = ((("recall", "precision"), ("data_recall", "data_precision")),
-                  (("is", "fid"), ("hq", "reverse_kl")))
+                  (("is", "fid"), ("knob", "hq")))
+KNOB_SYMBOLS = {"classifier_scale": "s", "cfg_scale": "w", "truncation": "ψ", "temperature": "T"}
 
 
 def _tradeoff_lines(table: ProtocolTable):
-    """(backend, knob, rows sorted by knob value) with the neutral (unguided) row in every knob line."""
+    """(label, knob, rows sorted by knob value) with the neutral (unguided) row in every knob line.
+
+    ``_v`` is the knob's value on each row (its neutral value on the neutral row). Labels name the
+    backend and the knob; configuration and budget only when they differ between lines."""
     f = table.frame
-    for (backend, config, budget), grp in f.groupby(["backend", "config", "budget"], sort=True):
+    groups = list(f.groupby(["backend", "config", "budget"], sort=True))
+    vary = {i: len({key[i] for key, _ in groups}) > 1 for i in (1, 2)}
+    for (backend, config, budget), grp in groups:
+        name = " ".join(x for i, x in ((0, backend), (1, config), (2, budget)) if x and (i == 0 or vary[i]))
         neutral = grp[grp["knob"] == ""]
         for knob in sorted(k for k in grp["knob"].unique() if k):
             moved = grp[grp["knob"] == knob]
             rows = pd.concat([neutral, moved]) if len(neutral) else moved
-            values = [0.0 if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
+            neutrals = moved["knob_neutrals"].iloc[0] if "knob_neutrals" in moved else {}
+            neutral_value = float((neutrals or {}).get(knob) or 0.0)
+            values = [neutral_value if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
             rows = rows.assign(_v=values).sort_values("_v")
-            yield " ".join(x for x in (backend, config, budget) if x), knob, rows
+            yield f"{name}: {KNOB_SYMBOLS.get(knob, knob)} ({knob})", knob, rows
         if not (grp["knob"] != "").any() and len(neutral):
-            yield " ".join(x for x in (backend, config, budget) if x), "", neutral
+            yield name, "", neutral.assign(_v=np.nan)
 
 
 def tradeoff_figure(table: ProtocolTable):
@@ -331,8 +340,8 @@ def tradeoff_figure(table: ProtocolTable):
     present = {s.key: s for s in table.metrics}
     pairs = []
     for options in TRADEOFF_PAIRS:
-        pair = next(((x, y) for x, y in options if x in present and y in present
-                     and f[f"{x}_mean"].notna().any() and f[f"{y}_mean"].notna().any()), None)
+        pair = next(((x, y) for x, y in options if (x == "knob" or x in present) and y in present
+                     and (x == "knob" or f[f"{x}_mean"].notna().any()) and f[f"{y}_mean"].notna().any()), None)
         if pair:
             pairs.append(pair)
     if not pairs:
@@ -343,26 +352,29 @@ def tradeoff_figure(table: ProtocolTable):
     for ax, (xk, yk) in zip(axes[0], pairs):
         for i, (label, knob, rows) in enumerate(_tradeoff_lines(table)):
             color = colors[i % len(colors)]
-            g = rows[rows[f"{xk}_mean"].notna() & rows[f"{yk}_mean"].notna()]
+            x_col = "_v" if xk == "knob" else f"{xk}_mean"
+            g = rows[rows[x_col].notna() & rows[f"{yk}_mean"].notna()]
             if g.empty:
                 continue
-            ax.plot(g[f"{xk}_mean"], g[f"{yk}_mean"], "-o", color=color, ms=4,
-                    label=f"{label}: {knob}" if knob else label)
-            for _, row in g.iterrows():
-                if row["knob"]:
-                    ax.annotate(f"{row['knob_value']:g}", (row[f"{xk}_mean"], row[f"{yk}_mean"]), fontsize=6,
-                                xytext=(3, 3), textcoords="offset points", color=color)
+            ax.plot(g[x_col], g[f"{yk}_mean"], "-o", color=color, ms=4, label=label)
+            if xk != "knob":
+                for _, row in g.iterrows():
+                    if row["knob"]:
+                        ax.annotate(f"{row['knob_value']:g}", (row[x_col], row[f"{yk}_mean"]), fontsize=6,
+                                    xytext=(3, 3), textcoords="offset points", color=color)
             base = g[g["knob"] == ""]
-            ax.plot(base[f"{xk}_mean"], base[f"{yk}_mean"], "*", color=color, ms=13, mec="black", mew=0.6)
-        ax.set_xlabel(table.label(present[xk]) + f" ({present[xk].better} is better)")
+            ax.plot(base[x_col], base[f"{yk}_mean"], "*", color=color, ms=13, mec="black", mew=0.6)
+        ax.set_xlabel("knob value (s, w: guidance; ψ: truncation; T: temperature)" if xk == "knob"
+                      else table.label(present[xk]) + f" ({present[xk].better} is better)")
         ax.set_ylabel(table.label(present[yk]) + f" ({present[yk].better} is better)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
+    ncol = min(3, max(1, len(labels)))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     warn = "" if table.comparable else f" — ⚠ {NOT_COMPARABLE}"
     fig.suptitle(f"Fidelity vs diversity as the knob moves (★ = unguided / untruncated / T=1) — {table.pid}{warn}",
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * -(-len(labels) // ncol), 1, 0.94))
     return fig
 
 
