@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from generative_bench.errors import InputError, OutputError, WeightsUnavailableError
+from generative_bench.reporting import FORMATS as REPORT_FORMATS
 
 GBENCH = [sys.executable, "-m", "generative_bench"]
 #: the first line of every error the CLI prints on purpose
@@ -599,8 +600,8 @@ ROWS: list[Bad] = [
         r"'generative-bench/results-1'\)", setup=_other_schema, cli=("report", "{tmp}/runs")),
     Bad("records", "report_out_is_a_file", 2, r"--out '.*notes\.txt' is a file; pass a folder",
         setup=lambda c: (copy_run(c, "gaussian"), setup_notes(c)), cli=("report", "{tmp}/run", "--out", "{tmp}/notes.txt")),
-    Bad("records", "report_unknown_format", 2, r"unknown report format\(s\) \['pdf'\]; choose from \['md', 'csv', "
-        r"'html', 'tex'\]", setup=lambda c: copy_run(c, "gaussian"),
+    Bad("records", "report_unknown_format", 2, r"unknown report format\(s\) \['pdf'\]; choose from "
+        + re.escape(str(list(REPORT_FORMATS))), setup=lambda c: copy_run(c, "gaussian"),
         cli=("report", "{tmp}/run", "--formats", "pdf", "--out", "{tmp}/report")),
     Bad("records", "report_input_is_another_file", 2, r"'.*notes\.txt' is a file but not a results\.json; pass run "
         r"folders", setup=setup_notes, cli=("report", "{tmp}/notes.txt")),
