@@ -8,6 +8,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 from generative_bench.errors import InputError
 from generative_bench.evaluation.metrics import inception_score, kernel_inception_distance, mmd2_unbiased
+from generative_bench.evaluation.metrics.kid import kid_subset_indices, mmd2_subsets, polynomial_kernel
 
 
 def _logits(n=500, c=1008, seed=0):
@@ -105,3 +106,79 @@ def test_kid_too_few_samples_is_explicit():
     assert clipped.subset_size == 120
     with pytest.raises(InputError, match=r"\(300, 64\).*\(120, 32\)"):
         kernel_inception_distance(a, b[:, :32], subset_size=100)
+
+
+def _torch_fidelity_draw(n1, n2, subsets, size, seed):
+    """torch-fidelity's subset draw (metric_kid.kid_features_to_metric), reimplemented for the test."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(subsets):
+        out.append((rng.choice(n1, size, replace=False), rng.choice(n2, size, replace=False)))
+    return out
+
+
+def _float64_mmd(a, b, i1, i2):
+    x, y = a[i1].astype(np.float64), b[i2].astype(np.float64)
+    return mmd2_unbiased(polynomial_kernel(x, x), polynomial_kernel(x, y), polynomial_kernel(y, y))
+
+
+@pytest.mark.parametrize("strategy", ["auto", "once", "per_subset"])
+def test_kid_per_subset_values_equal_torch_fidelity_on_the_same_index_sets(strategy):
+    from torch_fidelity.metric_kid import kernel_mmd
+
+    a, b = _features(seed=4, n1=400, n2=350)
+    draws = _torch_fidelity_draw(400, 350, 12, 150, seed=2020)
+    idx1, idx2 = kid_subset_indices(400, 350, 12, 150, seed=2020)
+    assert all(np.array_equal(i1, j1) and np.array_equal(i2, j2) for (i1, i2), j1, j2 in zip(draws, idx1, idx2))
+    ours = mmd2_subsets(a, b, idx1, idx2, strategy=strategy, block=64)
+    theirs = np.array([kernel_mmd(a[i1], b[i2], kid_kernel="poly", kid_kernel_poly_degree=3,
+                                  kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1) for i1, i2 in draws])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    exact = np.array([_float64_mmd(a, b, i1, i2) for i1, i2 in draws])
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=1e-7)  # float32 products, float64 sums
+    result = kernel_inception_distance(a, b, subsets=12, subset_size=150, seed=2020, strategy=strategy)
+    ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=12, kid_subset_size=150,
+                                 rng_seed=2020, verbose=False)
+    assert result.mean == pytest.approx(ref["kernel_inception_distance_mean"], abs=1e-6)
+    assert result.std == pytest.approx(ref["kernel_inception_distance_std"], abs=1e-6)
+
+
+def test_kid_strategies_agree_and_float64_features_stay_float64():
+    rng = np.random.default_rng(9)
+    a = np.abs(rng.normal(size=(230, 48)))  # float64, non-negative like Inception pool features
+    b = np.abs(rng.normal(size=(260, 48))) * 1.05 + 0.01
+    idx1, idx2 = kid_subset_indices(230, 260, 7, 90, seed=1)
+    exact = np.array([_float64_mmd(a, b, i1, i2) for i1, i2 in zip(idx1, idx2)])
+    for strategy in ("once", "per_subset"):
+        for block in (17, 4096):
+            np.testing.assert_allclose(mmd2_subsets(a, b, idx1, idx2, strategy=strategy, block=block), exact,
+                                       rtol=1e-11, atol=1e-13)
+    f32 = mmd2_subsets(a.astype(np.float32), b.astype(np.float32), idx1, idx2, strategy="once")
+    np.testing.assert_allclose(f32, exact, rtol=0, atol=1e-6)
+
+
+def test_kid_repeated_rows_count_as_distinct_positions():
+    a, b = _features(seed=2, n1=50, n2=60)
+    idx1 = np.array([[0, 1, 1, 2, 3], [4, 4, 4, 5, 6]])
+    idx2 = np.array([[7, 8, 9, 9, 10], [1, 2, 3, 4, 5]])
+    exact = [_float64_mmd(a, b, i1, i2) for i1, i2 in zip(idx1, idx2)]
+    for strategy in ("once", "per_subset"):
+        np.testing.assert_allclose(mmd2_subsets(a, b, idx1, idx2, strategy=strategy), exact, rtol=1e-5, atol=1e-7)
+
+
+def test_kid_auto_strategy_evaluates_the_kernels_once_when_that_is_cheaper():
+    from generative_bench.evaluation.metrics.kid import _strategy
+
+    assert _strategy("auto", 2500, 2500, 100, 1000, 2048) == "once"  # the harness default: 16x fewer entries
+    assert _strategy("auto", 1000, 1000, 100, 1000, 2048) == "once"
+    assert _strategy("auto", 50_000, 50_000, 100, 1000, 2048) == "per_subset"
+    with pytest.raises(InputError, match="strategy must be one of"):
+        _strategy("fast", 10, 10, 1, 5, 4)
+
+
+def test_kid_index_sets_are_checked():
+    a, b = _features(n1=20, n2=20)
+    with pytest.raises(InputError, match="reach outside features 2"):
+        mmd2_subsets(a, b, np.zeros((2, 3), int), np.full((2, 3), 20))
+    with pytest.raises(InputError, match="shape"):
+        mmd2_subsets(a, b, np.zeros((2, 3), int), np.zeros((2, 4), int))

@@ -117,3 +117,70 @@ def test_identical_sets_are_perfect():
 def test_bad_inputs(ref, samp, kwargs, match):
     with pytest.raises(InputError, match=match):
         prdc(ref, samp, **kwargs)
+
+
+def _dense_prdc(ref, samp, pr_k, dc_k, pr_cmp, dc_cmp):
+    """Straightforward float64 full-matrix P/R/D/C (both triangles, no blocks, no cache)."""
+    ops = {"<=": np.less_equal, "<": np.less}
+    r, s = ref.astype(np.float64), samp.astype(np.float64)
+    sq = lambda u, v: ((u[:, None, :] - v[None]) ** 2).sum(-1)  # noqa: E731
+    d_rr, d_ss, d_rs = sq(r, r), sq(s, s), sq(r, s)
+    rad_r, rad_s = np.sort(d_rr, 1), np.sort(d_ss, 1)
+    pr, dc = ops[pr_cmp], ops[dc_cmp]
+    return {"precision": float(pr(d_rs, rad_r[:, pr_k, None]).any(0).mean()),
+            "recall": float(pr(d_rs, rad_s[None, :, pr_k]).any(1).mean()),
+            "density": float(dc(d_rs, rad_r[:, dc_k, None]).sum(0).mean() / dc_k),
+            "coverage": float(dc(d_rs.min(1), rad_r[:, dc_k]).mean())}
+
+
+@pytest.mark.parametrize("n, batch", [(266, 53), (266, 7), (101, 100), (60, 1), (60, 2), (300, 5000)])
+def test_knn_radii_from_one_triangle_equal_brute_force_for_any_block_size(n, batch):
+    # 266 = 5 x 53 + 1: a last block of one row (a transposed (53, 1) block is itself contiguous)
+    x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
+    brute = np.sort(((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1), axis=1)
+    radii = knn_sq_radii(x, (1, 3, 5), batch=batch)
+    for k in (1, 3, 5):
+        np.testing.assert_allclose(radii[k], brute[:, k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_results_equal_a_dense_float64_computation(seed):
+    ref, samp = _continuous(seed=seed, n_ref=211, n_samp=187, d=32)
+    for pr_cmp, dc_cmp in (("<=", "<"), ("<", "<=")):
+        expected = _dense_prdc(ref, samp, 3, 5, pr_cmp, dc_cmp)
+        for rb, cb in ((5000, 5000), (50, 31)):
+            got = prdc(ref, samp, pr_comparison=pr_cmp, dc_comparison=dc_cmp, row_batch_size=rb, col_batch_size=cb,
+                       cache_reference=False)
+            assert got == expected
+    ref, samp = _with_ties(k=3, seed=seed)  # exact arithmetic: ties resolved by the rules alone
+    for pr_cmp, dc_cmp in (("<=", "<"), ("<", "<="), ("<=", "<=")):
+        assert prdc(ref, samp, pr_k=3, dc_k=3, pr_comparison=pr_cmp, dc_comparison=dc_cmp, row_batch_size=13,
+                    col_batch_size=7) == _dense_prdc(ref, samp, 3, 3, pr_cmp, dc_cmp)
+
+
+def test_reference_radii_are_cached_by_content(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("generative_bench.evaluation.metrics.prdc")
+    module.clear_cache()
+    calls = []
+    real = module.knn_sq_smallest
+    monkeypatch.setattr(module, "knn_sq_smallest", lambda x, keep, batch: calls.append((len(x), keep)) or
+                        real(x, keep, batch))
+    ref, samp = _continuous(seed=3, n_ref=180, n_samp=150, d=16)
+    _, samp2 = _continuous(seed=4, n_ref=10, n_samp=170, d=16)
+    first = prdc(ref, samp)
+    assert calls == [(180, 6), (150, 4)]  # reference (k = 3 and 5), samples (k = 3)
+    second = prdc(ref.copy(), samp2)  # same reference content, new samples: only the samples' radii
+    assert calls[2:] == [(170, 4)]
+    assert prdc(ref, samp) == first and calls[3:] == [(150, 4)]
+    assert prdc(ref, samp, pr_k=2, dc_k=4) and calls[4:] == [(150, 3)]  # smaller k: served from the entry
+    assert prdc(ref, samp, cache_reference=False) == first and calls[5:] == [(180, 6), (150, 4)]
+    changed = ref.copy()
+    changed[0, 0] += 1.0
+    prdc(changed, samp)
+    assert calls[7:] == [(180, 6), (150, 4)]
+    assert second == prdc(ref, samp2, cache_reference=False)
+    assert module.cache_info()["entries"] == 2
+    module.clear_cache()
+    assert module.cache_info() == {"entries": 0, "bytes": 0}

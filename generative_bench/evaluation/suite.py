@@ -15,31 +15,39 @@ import torch
 
 from generative_bench.errors import InputError
 from generative_bench.evaluation import metrics as M
+from generative_bench.evaluation.metrics import fid as fid_rules
 from generative_bench.evaluation.schema import Metric, MetricInputs, Output, register
 
 KID_NOTE = "KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."
 
 
 def _fid_method(cfg) -> str:
-    return str(cfg.get("fid_method", "sqrtm"))
+    """``eval.fid_method``: "eigh" (exact symmetric eigendecomposition, the default when the key is
+    absent) or "sqrtm" (the guided-diffusion / pytorch-fid scipy rule)."""
+    return fid_rules.check_method(str(cfg.get("fid_method", fid_rules.DEFAULT_METHOD)))
+
+
+def _fid_settings(method: str) -> dict[str, Any]:
+    return {"precision": "float64", "fid_method": method, "trace_sqrt": fid_rules.METHOD_RULES[method]}
 
 
 def _fid(inp: MetricInputs):
     feats, ref, cfg = inp.features, inp.reference, inp.cfg
     mu, sigma = M.gaussian_stats(feats["pool"], "sample features")
     method = _fid_method(cfg)
+    # the reference statistics go second: their covariance factor is cached across evaluations
     out = {"fid": M.frechet_distance(mu, sigma, ref["mu"], ref["sigma"], method=method)}
     if cfg.get("extrapolate", False):
-        out["fid_inf"] = M.fid_infinity(feats["pool"], ref["mu"], ref["sigma"], seed=inp.seed).value
-    rule = "scipy.linalg.sqrtm, eps=1e-6 retry" if method == "sqrtm" else "symmetric eigh (exact, faster)"
-    return out, {"precision": "float64", "trace_sqrt": rule}
+        out["fid_inf"] = M.fid_infinity(feats["pool"], ref["mu"], ref["sigma"], seed=inp.seed, method=method).value
+    return out, _fid_settings(method)
 
 
 def _sfid(inp: MetricInputs):
     mu, sigma = M.gaussian_stats(inp.features["spatial"], "sample spatial features")
     ref = inp.reference
-    return ({"sfid": M.frechet_distance(mu, sigma, ref["mu_s"], ref["sigma_s"], method=_fid_method(inp.cfg))},
-            {"features": "spatial"})
+    method = _fid_method(inp.cfg)
+    return ({"sfid": M.frechet_distance(mu, sigma, ref["mu_s"], ref["sigma_s"], method=method)},
+            {"features": "spatial", **_fid_settings(method)})
 
 
 def _is(inp: MetricInputs):
@@ -90,7 +98,7 @@ def _class_fd(inp: MetricInputs):
     if not scored:
         raise InputError("per-class FD needs at least 2 samples of some class; raise eval.num_samples")
     return ({"fid_class_mean": float(np.mean(scored)), "fid_per_class": per_class, "fid_class_scored": len(scored)},
-            {"classes": len(per_class)})
+            {"classes": len(per_class), **_fid_settings(method)})
 
 
 def _class_accuracy(inp: MetricInputs):

@@ -18,6 +18,8 @@ from torch import nn
 from generative_bench.backends.nets.unet import add_label_embedding, timestep_embedding, zero_init
 from generative_bench.errors import InputError
 
+SHARED_TIME_ROWS = 8  # rows of a shared time embedding (see VectorTrunk.embed_time_shared)
+
 
 class _Block(nn.Module):
     """h + W2 SiLU(W1 SiLU(h) + time projection)."""
@@ -30,7 +32,10 @@ class _Block(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        return h + self.lin2(self.act(self.lin1(self.act(h)) + self.time(emb)))
+        proj = self.time(emb)
+        if proj.shape[0] != h.shape[0]:  # a shared time embedding (identical rows): broadcast one row
+            proj = proj[:1]
+        return h + self.lin2(self.act(self.lin1(self.act(h)) + proj))
 
 
 class VectorTrunk(nn.Module):
@@ -60,6 +65,20 @@ class VectorTrunk(nn.Module):
     def embed_time(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return self.time_embed(timestep_embedding(t, self.time_dim).to(dtype))
 
+    def embed_time_shared(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`embed_time` of ``t``, computed once when every entry of ``t`` is the same (a
+        sampler's step) and there are at least two: then a few identical rows (``SHARED_TIME_ROWS``) come back instead of
+        one per sample, and the blocks broadcast their time projection, so the time MLP and the
+        blocks' time projections run once per call instead of once per sample. Several rows
+        rather than one because BLAS libraries take a matrix-vector path for a single row, whose
+        rounding differs from the batched product; with a few rows the output was bit-identical
+        to embedding every row on the CPU tested (tests/test_mlp_time_embedding.py checks 1e-6)."""
+        t = t.reshape(-1)
+        if t.numel() > 1 and bool((t == t[0]).all()):
+            # always the same number of rows, so a batch of 2 and a batch of 1000 round alike
+            return self.embed_time(t[:1].expand(SHARED_TIME_ROWS), dtype)
+        return self.embed_time(t, dtype)
+
     def features(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The last hidden layer for input ``x`` and (time [+ class]) embedding ``emb``."""
         h = self.inp(self.embed_input(x))
@@ -83,5 +102,8 @@ class MLPDenoiser(VectorTrunk):
             self.label_embed = nn.Embedding(self.num_classes + 1, hidden)  # row num_classes: null class
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = add_label_embedding(self, self.embed_time(t, x.dtype), y)
+        emb = self.embed_time_shared(t, x.dtype)
+        if self.num_classes and y is not None and len(emb) != len(x):  # per-sample class embeddings
+            emb = emb[:1].expand(len(x), -1)
+        emb = add_label_embedding(self, emb, y)
         return self.out(self.features(x, emb))

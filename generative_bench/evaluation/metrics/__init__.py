@@ -15,7 +15,8 @@ FID_inf / IS_inf       :func:`fid_infinity`, :func:`is_infinity`   pool / logits
 
 from ._checks import MeanStd, MetricWarning
 from .extrapolated import Extrapolation, fid_infinity, fit_inverse_n, is_infinity, subset_sizes
-from .fid import GaussianStats, fid_from_features, fid_from_stats, frechet_distance, gaussian_stats, sfid_from_features
+from .fid import (GaussianStats, fid_from_features, fid_from_stats, frechet_distance, gaussian_stats, psd_sqrt_factor,
+                  sfid_from_features, trace_sqrt_product)
 from .inception_score import inception_score
 from .kid import KIDResult, kernel_inception_distance, mmd2_unbiased, polynomial_kernel
 from .prdc import density_coverage, knn_sq_radii, prdc, precision_recall
@@ -40,7 +41,9 @@ __all__ = [
     "mmd2_unbiased",
     "polynomial_kernel",
     "prdc",
+    "psd_sqrt_factor",
     "precision_recall",
     "sfid_from_features",
     "subset_sizes",
+    "trace_sqrt_product",
 ]

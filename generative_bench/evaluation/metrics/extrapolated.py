@@ -8,6 +8,10 @@ same grid for N = 50,000 and a proportionally scaled one for fewer samples), fit
 ``metric = intercept + slope / N`` by least squares and report the intercept (1/N -> 0).
 Each subset is a fresh random draw without replacement (``RandomState(seed)``); IS_N uses a
 single split, as in the paper's code. An option of the harness, not a default metric.
+
+FID_N uses the same trace-square-root method as FID (``method``, default "eigh"); the
+reference covariance factor is computed once for all sizes, and each subset's rows are taken in
+index order, so the full-size point has exactly FID's statistics and reuses its cached trace term.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from generative_bench.errors import InputError
 
 from ._checks import as_features, check_positive_int
-from .fid import frechet_distance, gaussian_stats
+from .fid import DEFAULT_METHOD, check_method, frechet_distance, gaussian_stats
 from .inception_score import inception_score
 
 DEFAULT_POINTS = 15
@@ -68,8 +72,10 @@ def fid_infinity(
     num_points: int = DEFAULT_POINTS,
     min_size: int | None = None,
     seed: int = 0,
+    method: str = DEFAULT_METHOD,
 ) -> Extrapolation:
     """FID_inf: FID_N of sample subsets against fixed reference statistics, extrapolated to 1/N=0."""
+    check_method(method)
     x = as_features(sample_features, "sample features", min_samples=4, what="FID_inf")
     mu = np.atleast_1d(np.asarray(ref_mu))
     if mu.shape != (x.shape[1],):
@@ -79,8 +85,8 @@ def fid_infinity(
         )
 
     def fid_of(idx: np.ndarray) -> float:
-        mu_n, sigma_n = gaussian_stats(x[idx], "sample subset")
-        return frechet_distance(mu_n, sigma_n, ref_mu, ref_sigma)
+        mu_n, sigma_n = gaussian_stats(x[np.sort(idx)], "sample subset")
+        return frechet_distance(mu_n, sigma_n, ref_mu, ref_sigma, method=method)
 
     return _extrapolate(x.shape[0], fid_of, num_points, min_size, seed)
 

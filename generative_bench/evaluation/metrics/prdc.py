@@ -15,16 +15,24 @@ With R the reference (real) set and S the samples:
 (Naeem et al.) uses ``<`` for all four - our default for density/coverage. Both are options
 (``pr_comparison`` / ``dc_comparison``); they differ only on exact ties, e.g. duplicated points.
 
-Distances are squared Euclidean, ``|u|^2 + |v|^2 - 2 u.v`` clamped at 0 (self-distances set to
-exactly 0), computed in ``row_batch_size x col_batch_size`` blocks so 50k x 10k never holds a
-full matrix; the k-NN radii keep a running (k+1)-smallest per row. Default precision float32,
-like prdc's output and torch-fidelity's ``cdist``; ``dtype="float64"`` is available.
+Distances are squared Euclidean, ``(|u|^2 + |v|^2) - 2 u.v`` clamped at 0 (the same value
+whichever point comes first; self-distances set to exactly 0), computed in
+``row_batch_size x col_batch_size`` blocks so 50k x 10k never holds a full matrix. The k-NN
+radii of a set evaluate only the upper block triangle of its symmetric distance matrix (each
+block serves its rows and, transposed, its columns; the diagonal blocks are symmetric products)
+and keep a running (k+1)-smallest per row. The reference radii are cached in-process by the
+content (SHA-1) of the reference features, so the evaluations of a sweep against one reference
+set compute them once (:func:`clear_cache` empties the cache). Default precision float32, like
+prdc's output and torch-fidelity's ``cdist``; ``dtype="float64"`` is available.
 guided-diffusion first computes distances in float16 (float32 fallback on overflow), so
 a sample lying within float16 rounding of a radius may be classified differently there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -35,6 +43,7 @@ from ._checks import as_features, check_positive_int, check_same_dim
 
 _COMPARISONS = {"<=": np.less_equal, "<": np.less}
 DEFAULT_BATCH = 5000
+RADII_CACHE_ENTRIES = 8
 
 
 def _comparison(op: str, name: str):
@@ -51,45 +60,99 @@ def _dtype(dtype: Any) -> np.dtype:
 
 
 def sq_distances(u: np.ndarray, v: np.ndarray, u_sq: np.ndarray | None = None, v_sq: np.ndarray | None = None):
-    """Squared Euclidean distances ``(len(u), len(v))`` in the dtype of ``u``, clamped at 0."""
+    """Squared Euclidean distances ``(len(u), len(v))`` in the dtype of ``u``, clamped at 0.
+
+    ``d_ij = (|u_i|^2 + |v_j|^2) - 2 u_i.v_j``: the two norms are added first, so the value does
+    not depend on which of the two points is the row."""
     if u_sq is None:
         u_sq = np.einsum("ij,ij->i", u, u)
     if v_sq is None:
         v_sq = np.einsum("ij,ij->i", v, v)
-    d = u @ v.T
+    d = u @ v.T  # u @ u.T (the same rows): a symmetric product, BLAS syrk
     d *= -2
-    d += u_sq[:, None]
-    d += v_sq[None, :]
+    d += np.add.outer(u_sq, v_sq)
     np.maximum(d, 0, out=d)
     return d
 
 
-def knn_sq_radii(features: np.ndarray, ks: tuple[int, ...], batch: int = DEFAULT_BATCH) -> dict[int, np.ndarray]:
-    """Squared distance of each row to its k-th nearest other row, for every k in ``ks``.
+def _merge_smallest(best: np.ndarray, block: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` smallest of each row of [best, block] (unsorted); ``block`` is overwritten."""
+    if block.shape[1] > keep:
+        block.partition(keep - 1, axis=1)
+        block = block[:, :keep]
+    cand = np.concatenate([best, block], axis=1)
+    cand.partition(keep - 1, axis=1)
+    return cand[:, :keep]
 
-    Row blocks of ``batch`` rows against column blocks of ``batch`` rows; a running
-    (max(ks)+1)-smallest per row is kept with ``np.partition``.
+
+def knn_sq_smallest(features: np.ndarray, keep: int, batch: int = DEFAULT_BATCH) -> np.ndarray:
+    """(N, keep) sorted smallest squared distances of each row to all rows (itself included, 0).
+
+    Only the blocks on and above the block diagonal are computed: block (R, C), C > R, gives
+    rows R their distances to C and, transposed, rows C their distances to R.
     """
     n = features.shape[0]
-    kmax = max(ks)
+    keep = min(keep, n)
     sq = np.einsum("ij,ij->i", features, features)
-    out = {k: np.empty(n, dtype=features.dtype) for k in ks}
+    best = np.full((n, keep), np.inf, dtype=features.dtype)
     for r0 in range(0, n, batch):
-        rows = features[r0 : r0 + batch]
-        best = None
-        for c0 in range(0, n, batch):
-            d = sq_distances(rows, features[c0 : c0 + batch], sq[r0 : r0 + batch], sq[c0 : c0 + batch])
-            lo, hi = max(r0, c0), min(r0 + len(rows), c0 + d.shape[1])
-            if lo < hi:  # this block holds part of the diagonal: self-distance is exactly 0
-                idx = np.arange(lo, hi)
-                d[idx - r0, idx - c0] = 0
-            cand = d if best is None else np.concatenate([best, d], axis=1)
-            keep = min(kmax + 1, cand.shape[1])
-            best = np.partition(cand, keep - 1, axis=1)[:, :keep] if cand.shape[1] > keep else cand
-        best = np.sort(best, axis=1)
-        for k in ks:
-            out[k][r0 : r0 + len(rows)] = best[:, k]
-    return out
+        r1 = min(r0 + batch, n)
+        rows = features[r0:r1]
+        for c0 in range(r0, n, batch):
+            c1 = min(c0 + batch, n)
+            if c0 == r0:
+                d = sq_distances(rows, rows, sq[r0:r1], sq[r0:r1])
+                np.fill_diagonal(d, 0)  # self-distance is exactly 0
+            else:
+                d = sq_distances(rows, features[c0:c1], sq[r0:r1], sq[c0:c1])
+                best[c0:c1] = _merge_smallest(best[c0:c1], d.T.copy(), keep)  # a copy: d is still needed
+            best[r0:r1] = _merge_smallest(best[r0:r1], d, keep)
+    best.sort(axis=1)
+    return best
+
+
+def knn_sq_radii(features: np.ndarray, ks: tuple[int, ...], batch: int = DEFAULT_BATCH) -> dict[int, np.ndarray]:
+    """Squared distance of each row to its k-th nearest other row, for every k in ``ks``."""
+    best = knn_sq_smallest(features, max(ks) + 1, batch=batch)
+    return {k: best[:, k].copy() for k in ks}
+
+
+# ------------------------------------------------------------------------ reference radii cache
+_lock = threading.Lock()
+_radii: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget the cached reference k-NN radii."""
+    with _lock:
+        _radii.clear()
+
+
+def cache_info() -> dict[str, int]:
+    with _lock:
+        return {"entries": len(_radii), "bytes": sum(v.nbytes for v in _radii.values())}
+
+
+def cached_knn_sq_radii(features: np.ndarray, ks: tuple[int, ...], batch: int = DEFAULT_BATCH) -> dict[int, np.ndarray]:
+    """:func:`knn_sq_radii`, cached by the content of ``features`` (and dtype, shape, block size).
+
+    One entry keeps the sorted (max k + 1) smallest distances of every row, so any smaller k of
+    the same features is served from it too."""
+    feats = np.ascontiguousarray(features)
+    key = (feats.dtype.str, feats.shape, int(batch), hashlib.sha1(feats.view(np.uint8).reshape(-1)).hexdigest())
+    keep = max(ks) + 1
+    with _lock:
+        best = _radii.get(key)
+        if best is not None:
+            _radii.move_to_end(key)
+    if best is None or best.shape[1] < min(keep, len(feats)):
+        best = knn_sq_smallest(feats, keep, batch=batch)
+        best.setflags(write=False)
+        with _lock:
+            _radii[key] = best
+            while len(_radii) > RADII_CACHE_ENTRIES:
+                _radii.popitem(last=False)
+    return {k: best[:, k] for k in ks}
 
 
 def prdc(
@@ -102,10 +165,12 @@ def prdc(
     dtype: Any = np.float32,
     row_batch_size: int = DEFAULT_BATCH,
     col_batch_size: int = DEFAULT_BATCH,
+    cache_reference: bool = True,
 ) -> dict[str, float]:
     """Precision/recall (k = ``pr_k``) and density/coverage (k = ``dc_k``) in one blocked pass.
 
-    Set ``pr_k=None`` or ``dc_k=None`` to skip a pair. To reproduce ``prdc.compute_prdc(real,
+    Set ``pr_k=None`` or ``dc_k=None`` to skip a pair. The reference radii are cached across
+    calls (see the module doc) unless ``cache_reference=False``. To reproduce ``prdc.compute_prdc(real,
     fake, nearest_k=k)`` exactly use ``pr_k=dc_k=k, pr_comparison="<"``.
     """
     if pr_k is None and dc_k is None:
@@ -127,7 +192,8 @@ def prdc(
     ref = ref.astype(dt, copy=False)
     samp = samp.astype(dt, copy=False)
 
-    ref_r = knn_sq_radii(ref, ref_ks, batch=max(rb, cb))
+    ref_r = cached_knn_sq_radii(ref, ref_ks, batch=max(rb, cb)) if cache_reference else \
+        knn_sq_radii(ref, ref_ks, batch=max(rb, cb))
     samp_r = knn_sq_radii(samp, (pr_k,), batch=max(rb, cb)) if pr_k is not None else {}
     ref_sq = np.einsum("ij,ij->i", ref, ref)
     samp_sq = np.einsum("ij,ij->i", samp, samp)
