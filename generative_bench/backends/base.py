@@ -109,6 +109,8 @@ class Backend(Trainable):
 
     #: False for families with no likelihood: ``nll`` raises NLLNotDefined, tables show "—".
     nll_defined: ClassVar[bool] = True
+    #: why there is no NLL (the record's reason, the table's "—" footnote) when nll_defined is False
+    nll_note: ClassVar[str] = "implicit model, no likelihood"
 
     def __init__(self, data_shape: Sequence[int], num_classes: int = 0):
         super().__init__()

@@ -75,7 +75,8 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     summary = trainer.fit()
     budget = {k: cfg.train.get(k) for k in ("max_steps", "max_images", "max_minutes")}
     record.update(train={**summary.as_dict(), "budget": budget, "batch_size": int(cfg.train.batch_size)},
-                  wall_times={**record.data.get("wall_times", {}), "train_s": round(summary.wall_s, 3)})
+                  wall_times={**record.data.get("wall_times", {}), "train_s": round(summary.wall_s, 3)},
+                  backend=describe_backend(cfg, trainer.ema.shadow))  # what training set (e.g. a latent scale)
     return trainer.ema.shadow
 
 
@@ -102,7 +103,7 @@ def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.devi
     if not opts.get("enabled", True):
         return
     if not backend.nll_defined:
-        record.update(nll={"defined": False, "reason": f"{backend.family}: implicit model, no likelihood"})
+        record.update(nll={"defined": False, "reason": f"{backend.family}: {backend.nll_note}"})
         return
     t0 = time.perf_counter()
     split = load_split(cfg.data, str(opts.split), subset=opts.get("examples"), progress=True)
@@ -171,7 +172,26 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
         record.add_evaluation(entry)
         log.info("%s %s: %s", name, settings_tag(entry["sampler"]["settings"]),
                  {k: round(v, 4) if isinstance(v, float) else v for k, v in entry["metrics"].items()})
+    if is_backend:
+        reconstruction(cfg, sampler, record, evaluator)
     record.update(wall_times={**record.data.get("wall_times", {}), "evaluate_s": round(time.perf_counter() - t0, 3)})
+
+
+def reconstruction(cfg: DictConfig, backend: Backend, record: RunRecord, evaluator: Evaluator) -> None:
+    """First-stage quality of a backend with an autoencoder (latent diffusion): PSNR and rFD of
+    ``model.reconstruction.examples`` held-out images in the evaluation's feature space."""
+    opts = _plain(cfg.model.get("reconstruction")) or {}
+    report = getattr(backend, "first_stage_report", None)
+    if report is None or not opts.get("enabled", True):
+        return
+    t0 = time.perf_counter()
+    split = load_split(cfg.data, str(opts.get("split", "test")), subset=opts.get("examples"), progress=False)
+    entry = report(split.x, batch_size=int(opts.get("batch_size", 100)),
+                   extractor=evaluator.extractor if evaluator.is_image and opts.get("rfd", True) else None)
+    entry.update(split=str(opts.get("split", "test")), wall_s=round(time.perf_counter() - t0, 3))
+    record.update(reconstruction=entry)
+    log.info("%s first stage: %s", cfg.model.name, {k: round(v, 4) if isinstance(v, float) else v
+                                                    for k, v in entry.items() if not isinstance(v, (list, dict))})
 
 
 def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
