@@ -295,3 +295,17 @@ def test_ldm_cifar10_preset_is_the_published_style_configuration(compose):
     assert net.ch == 224 and list(net.ch_mult) == [1, 2, 3, 4] and list(net.attn_resolutions) == [8, 4, 2]
     assert cfg.train.max_steps == b.stage1_steps + 500000 and cfg.train.ema_decay == pytest.approx(0.9999)
     assert cfg.model.sampling.method == "ddim" and cfg.model.sampling.steps == 200
+
+
+def test_published_latent_diffusion_figures_are_declared_as_anchors():
+    from generative_bench.reporting.anchors import anchors_frame
+    from generative_bench.reporting.leaderboard import backend_display_name
+
+    headline = anchors_frame({"latent_diffusion"})
+    assert set(headline["Source"]) == {"Rombach et al. 2022, CVPR, Table 1"}
+    assert "4.02" in set(headline["FID"]) and not headline["NLL (bits/dim)"].any()
+    guided = anchors_frame({"latent_diffusion"}, guidance=True)
+    assert list(guided["FID"]) == ["10.56", "3.60"] and set(guided["Source"]) == {"Rombach et al. 2022, CVPR, Table 3"}
+    first = anchors_frame(first_stage=True)
+    assert list(first.columns[3:5]) == ["rFID", "PSNR (dB)"] and first["rFID"].iloc[0] == "0.27"
+    assert backend_display_name("ldm") == "latent diffusion (LDM)"

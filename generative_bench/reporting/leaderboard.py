@@ -341,7 +341,8 @@ BOLD_OPEN, BOLD_CLOSE = "\x01", "\x02"
 DETAIL_ONLY = ("fid_inf", "is_inf", "sfid", "density", "coverage")
 
 #: how the captions name the backends (any other backend is named as recorded)
-BACKEND_NAMES = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM", "gaussian": "Gaussian"}
+BACKEND_NAMES = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM", "gaussian": "Gaussian",
+                 "ldm": "latent diffusion (LDM)"}
 
 #: the headline operating point of each backend, as the reports state it
 HEADLINE_RULE = ("Headline operating point, per backend: the model's default sampler setting, i.e. the run's first "
