@@ -36,6 +36,24 @@ def test_small_presets_compose_and_build(compose, model, data):
         backend.resolve_settings(**{**OmegaConf.to_container(cfg.model.sampling), **OmegaConf.to_container(extra)})
 
 
+@pytest.mark.parametrize("data", ["cifar10_jpeg", "ring"])
+def test_image_only_presets_build_on_images_and_name_the_fix_on_vectors(compose, data):
+    """model=ldm (latent diffusion) needs images; on 2-D data the error names model=ddpm."""
+    from generative_bench.config import instantiate as build
+    from generative_bench.errors import InputError
+
+    cfg = compose(["model=ldm", f"data={data}"])
+    OmegaConf.resolve(cfg)
+    if data == "ring":
+        with pytest.raises(InputError, match="use model=ddpm"):
+            build(cfg.model.backend)
+        return
+    backend = build(cfg.model.backend)
+    assert isinstance(backend, Backend) and list(backend.data_shape) == list(cfg.data.shape)
+    for extra in cfg.model.get("sampling_sweep", []):
+        backend.resolve_settings(**{**OmegaConf.to_container(cfg.model.sampling), **OmegaConf.to_container(extra)})
+
+
 def test_model_preset_sets_its_own_learning_rate_and_user_override_wins(compose):
     assert compose(["model=gaussian"]).train.optim.lr == pytest.approx(1e-2)
     assert compose(["model=gaussian", "train.optim.lr=0.5"]).train.optim.lr == pytest.approx(0.5)
