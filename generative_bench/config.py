@@ -69,7 +69,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
 
     model = plain(cfg.get("model")) or {}
     per_model = (plain(cfg.get("per_model")) or {}).get(str(model.get("name")), {})
-    return {
+    identity = {
         "model": {"name": model.get("name"), "backend": model.get("backend")},
         "data": _drop(plain(cfg.get("data")) or {}, NON_IDENTITY_DATA_KEYS),
         "train": {k: v for k, v in (plain(cfg.get("train")) or {}).items() if k not in NON_IDENTITY_TRAIN_KEYS},
@@ -77,6 +77,9 @@ def run_identity(cfg: Any) -> dict[str, Any]:
         "per_model": _drop(per_model, ("sampling", "sampling_sweep", "eval")),
         "extractor": plain(cfg.get("extractor")),
     }
+    if cfg.get("sampler") is not None:  # external samples: two files of one name are two runs
+        identity["sampler"] = plain(cfg.get("sampler"))
+    return identity
 
 
 def config_key(obj: Any, length: int = 10) -> str:
@@ -104,6 +107,36 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
+def _safe_name(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "samples"
+
+
+def run_name_for(default: str, root: Any) -> str:
+    """The run folder's name: ``default`` (model-data-seed) for a trained model; for external samples
+    (``sampler=npz`` / ``sampler=folder``) the sample set's name -- ``sampler.name``, else the file's
+    stem or the folder's name -- with the data; ``reference-<data>`` for ``gbench reference``."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    sampler = root.get("sampler") if root is not None else None
+    data = OmegaConf.select(root, "data.name", default="data")
+    if sampler is not None:
+        name = sampler.get("name")
+        if not name:
+            path = OmegaConf.select(sampler, "path", default=None, throw_on_missing=False)
+            if path in (None, "???"):
+                return default
+            p = Path(str(path))
+            name = p.stem if p.suffix.lower() == ".npz" else p.name
+        return f"{_safe_name(str(name))}-{data}"
+    if str(root.get("stage", "")) == "reference":
+        return f"reference-{data}"
+    return default
+
+
 def register_resolvers() -> None:
     """``${gbench_run_key:}`` (hash of the run identity) for Hydra's run folder names and
     ``${gbench_cores:}`` (CPU cores available to this process)."""
@@ -113,6 +146,8 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("gbench_run_key"):
         OmegaConf.register_new_resolver("gbench_run_key", lambda *, _root_: config_key(run_identity(_root_)))
+    if not OmegaConf.has_resolver("gbench_run_name"):
+        OmegaConf.register_new_resolver("gbench_run_name", lambda default, *, _root_: run_name_for(str(default), _root_))
     if not OmegaConf.has_resolver("gbench_cores"):
         OmegaConf.register_new_resolver("gbench_cores", lambda: max(1, len(os.sched_getaffinity(0))
                                                                  if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))

@@ -169,8 +169,22 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     from generative_bench.evaluation.schema import metric
 
     space, key = ("features", "eval.metrics") if image else ("toy", "eval.toy_metrics")
-    names = list(e.get("metrics" if image else "toy_metrics") or [])
     provided = _extractor_features(cfg) if image else None
+    default = False
+    if image:
+        from generative_bench.evaluation import metric_selection
+
+        try:
+            names, default = metric_selection.requested(e)
+        except InputError as err:
+            p.add(str(err))
+            names = []
+    else:
+        names = list(e.get("toy_metrics") or [])
+    from generative_bench.evaluation import reference_file
+
+    ref_keys = reference_file.config_problems(p, cfg) if image else None
+    kept = []
     for name in names:
         try:
             m = metric(str(name), space)
@@ -178,9 +192,20 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
             p.add(str(err))
             continue
         missing = [k for k in m.needs if provided is not None and k not in provided]
+        ref_missing = [k for k in m.reference_needs if ref_keys is not None and k not in ref_keys]
+        if default and name != "memorization" and (missing or ref_missing):
+            continue  # left out of the default list (the record notes it)
+        kept.append(str(name))
         if missing:
             p.add(f"metric {m.name!r} needs '{missing[0]}' features, which eval.features ({_extractor_name(cfg)}) does not "
                   f"provide; remove {m.name} from {key}")
+        elif ref_missing:
+            p.add(f"metric {m.name!r} needs the reference's '{ref_missing[0]}' arrays, which eval.reference.file does "
+                  f"not hold; remove {m.name} from {key}, or use a guided-diffusion reference batch or the suite's cache "
+                  "(gbench reference ... --format guided-diffusion --out FILE)")
+    names = kept
+    if image and _positive_int(p, "eval.bootstrap", e.get("bootstrap", 0), minimum=0):
+        _number(p, "eval.bootstrap_level", e.get("bootstrap_level", 0.95), lo=0, hi=1, lo_open=True, hi_open=True)
     if n is None:
         return
     ref = e.get("reference_subset")
@@ -366,6 +391,10 @@ def validate(cfg: DictConfig) -> None:
     if stage in EVALUATING_STAGES and cfg.get("eval") is not None:
         _eval(p, cfg)
         _sampler(p, cfg)
+    if stage == "reference" and cfg.get("eval") is not None:
+        from generative_bench.evaluation.reference_file import config_problems
+
+        config_problems(p, cfg)
     sweep = (cfg.get("model") or {}).get("sampling_sweep")
     if sweep is not None and not all(isinstance(s, (dict, DictConfig)) for s in sweep):
         p.add("model.sampling_sweep must be a list of mappings of sampling options, e.g. [{steps: 50}]")

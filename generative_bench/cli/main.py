@@ -17,7 +17,31 @@ import sys
 from pathlib import Path
 
 VERBS = {"run": "pipeline", "train": "train", "sample": "sample", "evaluate": "evaluate",
-         "train-extractor": "train_extractor"}
+         "train-extractor": "train_extractor", "reference": "reference"}
+#: ``gbench reference`` options and the overrides they stand for
+REFERENCE_OPTIONS = {"--format": "eval.reference.format", "--out": "eval.reference.out"}
+
+
+def reference_options(argv: list[str]) -> list[str]:
+    """``gbench reference ... --format F --out FILE`` -> the Hydra overrides ``eval.reference.format=F
+    eval.reference.out=FILE`` (``--format=F`` works too); other verbs are left as they are."""
+    if argv[:1] != ["reference"]:
+        return argv
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        a = argv[i]
+        name, eq, value = a.partition("=")
+        if name in REFERENCE_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    sys.exit(f"gbench: error: {name} needs a value, e.g. {name} "
+                             f"{'guided-diffusion' if name == '--format' else 'ref.npz'}")
+                value, i = argv[i + 1], i + 1
+            out.append(f"{REFERENCE_OPTIONS[name]}={value}")
+        else:
+            out.append(a)
+        i += 1
+    return out
 
 
 def config_dir() -> str:
@@ -131,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     from generative_bench.config import register_resolvers
 
     register_resolvers()
+    argv = reference_options(argv)
     os.environ["GBENCH_COMMAND_KEY"] = command_key(argv)
     args = torchrun_args(hydra_args(argv))
     precheck(args)

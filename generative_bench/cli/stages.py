@@ -221,6 +221,39 @@ def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devi
                            "images_per_s": round(n / dt, 3), "seed": seed, "network_chunk": chunk})
 
 
+def reference(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
+    """Write the reference set (``eval.reference_split`` / ``eval.reference_subset`` of ``data``) as a
+    reference file: ``eval.reference.format`` pytorch-fid (mu, sigma) or guided-diffusion (arr_0 images +
+    mu, sigma, mu_s, sigma_s), at ``eval.reference.out``; the record names the file and its sha256."""
+    from generative_bench.evaluation.reference import _file_sha256
+    from generative_bench.evaluation.reference_file import write_reference_file
+
+    current["stage"] = "reference"
+    t0 = time.perf_counter()
+    evaluator = Evaluator(cfg.data, cfg.eval, device=device, cache_dir=cfg.paths.cache_dir, seed=int(cfg.seed),
+                          progress=None)
+    if not evaluator.is_image:
+        raise InputError(f"data={cfg.data.name} is 2-D data: reference files hold image features; use image data")
+    split_name, subset = str(cfg.eval.reference_split), cfg.eval.get("reference_subset")
+    desc, arrays = evaluator.split_reference(split_name, subset)
+    fmt, out = str(cfg.eval.reference.format), Path(str(cfg.eval.reference.out)).expanduser()
+    images = labels = None
+    if fmt == "guided-diffusion":
+        split = load_split(cfg.data, split_name, subset=subset, num_workers=0)
+        images, labels = split.x.permute(0, 2, 3, 1).numpy(), split.labels
+    ext = evaluator.extractor.describe()
+    meta = {"dataset": desc.get("dataset"), "variant": desc.get("variant"), "split": desc.get("split"),
+            "subset": desc.get("subset"), "examples": desc.get("examples"), "extractor": ext}
+    if distributed.info().is_main:
+        write_reference_file(out, fmt, {k: v for k, v in arrays.items() if k != "labels"}, images=images, meta=meta,
+                             labels=labels)
+        entry = {"file": str(out), "sha256": _file_sha256(out), "format": fmt, "reference": desc,
+                 "features": ext, "comparable": bool(ext.get("comparable", False)),
+                 "wall_s": round(time.perf_counter() - t0, 3)}
+        record.update(reference_file=entry)
+        log.info("wrote %s reference %s (sha256 %s)", fmt, out, entry["sha256"])
+
+
 def pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
     """train -> NLL (held-out split) -> sample + evaluate (default and swept sampler settings)."""
     backend = train(cfg, run_dir, record, device, current)
@@ -251,6 +284,7 @@ STAGES: dict[str, Callable[..., Any]] = {
     "evaluate": evaluate,
     "pipeline": pipeline,
     "train_extractor": _train_extractor,
+    "reference": reference,
 }
 
 

@@ -124,6 +124,7 @@ class Evaluator:
         self.chunk = int(eval_cfg.get("chunk", DEFAULT_CHUNK))
         self._extractor = None
         self._reference = None
+        self._reference_file = None
 
     # ------------------------------------------------------------------ references
     @property
@@ -138,33 +139,74 @@ class Evaluator:
     def reference(self):
         """(description, features or held-out points + mixture) of the reference set, cached.
 
-        The arrays also hold the reference images' class ``labels`` (for per-class metrics)."""
+        The arrays also hold the reference images' class ``labels`` (for per-class metrics). With
+        ``eval.reference.file`` set the reference is that file (:mod:`.reference_file`)."""
         if self._reference is not None:
             return self._reference
-        split = load_split(self.data_cfg, str(self.cfg.reference_split), subset=self.cfg.get("reference_subset"),
-                           num_workers=0, progress=bool(self.progress))
+        ref_file = (self.cfg.get("reference") or {}).get("file")
+        if ref_file and self.is_image:
+            self._reference = self._file_reference(str(ref_file))
+            return self._reference
+        self._reference = self.split_reference(str(self.cfg.reference_split), self.cfg.get("reference_subset"))
+        return self._reference
+
+    def split_reference(self, split_name: str, subset: int | None):
+        """(description, arrays) of one data split: features (cached on disk) or 2-D points."""
+        split = load_split(self.data_cfg, split_name, subset=subset, num_workers=0, progress=bool(self.progress))
         desc = self.reference_description(split)
         if not self.is_image:
-            self._reference = (desc, {"points": split.x, "mixture": split.source, "labels": split.labels})
-            return self._reference
+            return desc, {"points": split.x, "mixture": split.source, "labels": split.labels}
         from generative_bench.evaluation.reference import ReferenceCache
 
-        ext = self.extractor
-        key = {**desc, "extractor": ext.describe()}
-        root = (self.cache_dir / "reference") if self.cache_dir else None
-
-        def compute():
-            x = split.x
-            bs = int(self.cfg.features.get("batch_size", 100))
-            nb = -(-len(x) // bs)
-            local = {b: self._features([x[b * bs:(b + 1) * bs]]) for b in distributed.my_batches(nb)}
-            return concat_features(distributed.gather_batches(local, nb))
-
-        feats = ReferenceCache(root).get_or_compute(key, compute)
+        key = {**desc, "extractor": self.extractor.describe()}
+        feats = ReferenceCache(self._cache_root()).get_or_compute(key, lambda: self._features_of(split.x))
         arrays = {k: feats[k] for k in feats.keys()}
         arrays["labels"] = np.asarray(split.labels)
-        self._reference = ({**desc, "cache_key": ReferenceCache.key_hash(key)}, arrays)
-        return self._reference
+        return {**desc, "cache_key": ReferenceCache.key_hash(key)}, arrays
+
+    def _cache_root(self) -> Path | None:
+        return (self.cache_dir / "reference") if self.cache_dir else None
+
+    def _features_of(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """Features of in-memory uint8 NCHW images, in batches of eval.features.batch_size (sharded)."""
+        bs = int(self.cfg.features.get("batch_size", 100))
+        nb = -(-len(x) // bs)
+        local = {b: self._features([x[b * bs:(b + 1) * bs]]) for b in distributed.my_batches(nb)}
+        return concat_features(distributed.gather_batches(local, nb))
+
+    def _file_reference(self, path: str):
+        """A reference file (pytorch-fid stats, guided-diffusion batch or the suite's cache):
+        stored statistics for FID/sFID, features of its images (cached by the file's sha256) for the rest."""
+        from generative_bench.evaluation.metrics import frechet_distance
+        from generative_bench.evaluation.reference import ReferenceCache
+        from generative_bench.evaluation.reference_file import check_feature_space, read_reference_file
+
+        rf = read_reference_file(path)
+        ext_desc = self.extractor.describe()
+        check_feature_space(rf, ext_desc)
+        self._reference_file = rf
+        desc = rf.describe()
+        arrays = {k: v for k, v in rf.arrays.items() if k != "images"}
+        if rf.images is not None:
+            images = torch.from_numpy(np.ascontiguousarray(rf.images)).permute(0, 3, 1, 2)
+            if images.shape[1] == 1:
+                images = images.repeat(1, 3, 1, 1)
+            want = tuple(int(v) for v in self.data_cfg.shape)
+            if tuple(images.shape[1:]) != want:
+                raise InputError(f"the reference images in {rf.path.name} have shape {list(images.shape[1:])} but "
+                                 f"data={self.data_cfg.get('name')} has shape {list(want)}; score samples of the "
+                                 f"reference's size (data.shape={list(images.shape[1:])}) or use a reference of theirs")
+            key = {"dataset": f"file-{rf.path.stem}", "split": "reference-file", "file_sha256": rf.sha256,
+                   "count": int(len(images)), "extractor": ext_desc}
+            feats = ReferenceCache(self._cache_root()).get_or_compute(key, lambda: self._features_of(images))
+            for k in feats.keys():
+                if k not in ("mu", "sigma", "mu_s", "sigma_s"):
+                    arrays[k] = feats[k]
+            if "mu" in arrays:  # the stored statistics are used; how far they are from the images' own
+                desc["stored_stats_vs_images_fd"] = float(frechet_distance(feats["mu"], feats["sigma"], arrays["mu"],
+                                                                           arrays["sigma"]))
+        desc["stats"] = "stored in the file"
+        return desc, arrays
 
     # ------------------------------------------------------------------ evaluation
     def check_shape(self, sampler) -> None:
@@ -196,6 +238,7 @@ class Evaluator:
         self.check_shape(sampler)
         num_batches = -(-n // bs)
         ref_desc, ref = self.reference()
+        chosen, notes = self._select_metrics(ref) if self.is_image else ([], [])
         from tqdm.auto import tqdm
 
         local: dict[int, tuple] = {}
@@ -220,9 +263,17 @@ class Evaluator:
             feats = concat_features([p[1] for p in parts])
             extractor_desc = self.extractor.describe()
             inputs = MetricInputs(cfg=self.cfg, seed=self.seed, features=feats, reference=ref, labels=samples.labels,
-                                  extractor=extractor_desc)
-            metrics, metric_settings, skipped = self._metrics(list(self.cfg.metrics), "features", inputs,
-                                                              set(feats.keys()))
+                                  extractor=extractor_desc,
+                                  memorization=self.memorization_sets() if any(m.name == "memorization" for m in chosen)
+                                  else None)
+            metrics, metric_settings, skipped = self._metrics(chosen, "features", inputs, set(feats.keys()))
+            replicates = int(self.cfg.get("bootstrap", 0) or 0)
+            if replicates > 0:
+                from generative_bench.evaluation.bootstrap import intervals
+
+                ran = [m for m in chosen if m.name in metric_settings]
+                bounds, boot_protocol = intervals(ran, inputs, metrics, replicates,
+                                                  level=float(self.cfg.get("bootstrap_level", 0.95)), seed=self.seed)
             comparable = bool(extractor_desc.get("comparable", False))
             if not comparable:
                 warns.append(f"features from {extractor_desc.get('name')} "
@@ -248,10 +299,14 @@ class Evaluator:
                          "seeding": IMAGE_SEED_RULE, "uint8": UINT8_RULE},
             "comparable": comparable,
             "warnings": warns,
+            "notes": notes,
             "skipped_metrics": skipped,
             "timings": {"sample_s": round(t_sample, 4), "sample_images_per_s": round(n / max(t_sample, 1e-9), 3),
                         "features_s": round(features_s, 4), "metrics_s": round(metrics_s, 4)},
         }
+        if self.is_image and int(self.cfg.get("bootstrap", 0) or 0) > 0:
+            entry["intervals"] = bounds
+            entry["protocol"]["bootstrap"] = boot_protocol
         if out_dir is not None and distributed.info().is_main:
             entry.update(self._write_samples(samples, Path(out_dir), samples_tag(settings, n, self.seed)))
         return entry
@@ -260,13 +315,37 @@ class Evaluator:
         with strict_fp32():
             return self.extractor.extract(batches)
 
-    def _metrics(self, names: list[str], space: str, inputs: MetricInputs,
+    def _select_metrics(self, ref: dict[str, Any]):
+        """The feature-space metrics to run (default list filtered, or the user's list checked)."""
+        from generative_bench.evaluation import metric_selection
+
+        ext = self.extractor
+        provided = set(getattr(ext, "dims", {}) or {}) or None
+        fix = self._reference_file.fix_for if self._reference_file is not None else None
+        return metric_selection.select(self.cfg, provided, set(ref.keys()), ext.describe(), reference_fix=fix)
+
+    def memorization_sets(self) -> dict[str, Any]:
+        """Training-set and held-out features for the memorization checks (both cached on disk):
+        the training split (the reference when it is the training split) and ``eval.memorization_split``."""
+        if self._reference_file is None and str(self.cfg.reference_split) == "train":
+            train_desc, train = self.reference()
+        else:
+            train_desc, train = self.split_reference("train", self.cfg.get("memorization_train_subset"))
+        held = str(self.cfg.get("memorization_split", "test"))
+        if held == "train":
+            raise InputError("eval.memorization_split=train: the held-out images must not be training images; use test")
+        held_desc, heldout = self.split_reference(held, self.cfg.get("memorization_heldout_subset"))
+        return {"train": train["pool"], "heldout": heldout["pool"],
+                "train_set": {k: v for k, v in train_desc.items() if k != "cache_key"},
+                "heldout_set": {k: v for k, v in held_desc.items() if k != "cache_key"}}
+
+    def _metrics(self, names: list, space: str, inputs: MetricInputs,
                  available: set[str] | None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         values: dict[str, Any] = {}
         used: dict[str, Any] = {}
         skipped: list[str] = []
         for name in names:
-            m = metric(str(name), space)
+            m = name if not isinstance(name, str) else metric(str(name), space)
             m.check_features(available)
             if m.conditional and inputs.labels is None:
                 skipped.append(f"{m.name}: the samples have no class labels")

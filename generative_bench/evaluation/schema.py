@@ -52,6 +52,7 @@ class MetricInputs:
     reference_points: Any = None                # held-out 2-D points (toy data)
     mixture: Any = None                         # the exact 2-D mixture (toy data)
     extractor: Mapping[str, Any] = field(default_factory=dict)  # the feature extractor's description
+    memorization: Mapping[str, Any] | None = None   # training and held-out features (memorization checks)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class Metric:
     needs: tuple[str, ...] = ()                       # feature keys (features space)
     conditional: bool = False                         # needs the samples' labels; skipped without them
     description: str = ""
+    reference_needs: tuple[str, ...] = ()             # reference arrays it reads (mu, mu_s, pool, labels)
+    extractor_kinds: tuple[str, ...] | None = None    # extractor kinds it applies to (None: any)
+    # bootstrap replicates: None = not bootstrapped; "resample" = recompute on resampled features;
+    # or a callable (inputs, index arrays) -> list of output dicts (see evaluation.bootstrap)
+    bootstrap: Any = None
 
     def check_features(self, available: set[str] | None) -> None:
         missing = [k for k in self.needs if available is not None and k not in available]

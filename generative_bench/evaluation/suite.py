@@ -74,6 +74,22 @@ def _prdc(inp: MetricInputs):
     return out, {"pr_k": pr_k, "pr_comparison": "<=", "dc_k": dc_k, "dc_comparison": "<"}
 
 
+def _kid_boot(inp: MetricInputs, indices):
+    from generative_bench.evaluation.metrics.resampled import kid_replicates
+
+    cfg = inp.cfg
+    subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
+    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, subsets, size, seed=inp.seed)
+    return [{"kid_mean": v} for v in vals]
+
+
+def _prdc_boot(inp: MetricInputs, indices):
+    from generative_bench.evaluation.metrics.resampled import prdc_replicates
+
+    pr_k, dc_k = int(inp.cfg.get("pr_k", 3)), int(inp.cfg.get("dc_k", 5))
+    return prdc_replicates(inp.reference["pool"], inp.features["pool"], indices, pr_k=pr_k, dc_k=dc_k)
+
+
 def _labels(values: Any) -> np.ndarray:
     return np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.int64)
 
@@ -114,29 +130,34 @@ def _class_accuracy(inp: MetricInputs):
     return {"class_accuracy": float((pred == y).mean())}, {"classifier": ext.get("name")}
 
 
-register(Metric("fid", "features", needs=("pool",), compute=_fid, outputs=(
+register(Metric("fid", "features", needs=("pool",), compute=_fid, reference_needs=("mu",), bootstrap="resample",
+                outputs=(
     Output("fid", "FID", "lower", domain="FD"),
     Output("fid_inf", "FID∞", "lower", domain="FD_inf", digits=2),
 )))
-register(Metric("sfid", "features", needs=("spatial",), compute=_sfid, outputs=(
+register(Metric("sfid", "features", needs=("spatial",), compute=_sfid, reference_needs=("mu_s",),
+                bootstrap="resample", outputs=(
     Output("sfid", "sFID", "lower", domain="sFD"),
 )))
-register(Metric("is", "features", needs=("logits",), compute=_is, outputs=(
+register(Metric("is", "features", needs=("logits",), compute=_is, bootstrap="resample", outputs=(
     Output("is_mean", "IS", "higher", domain="CS", column="is", spread="is_std"),
     Output("is_std", "IS std", domain="CS_std", shown=False),
     Output("is_inf", "IS∞", "higher", domain="CS_inf"),
 )))
-register(Metric("kid", "features", needs=("pool",), compute=_kid, outputs=(
+register(Metric("kid", "features", needs=("pool",), compute=_kid, reference_needs=("pool",), bootstrap=_kid_boot,
+                outputs=(
     Output("kid_mean", "KID ×10³", "lower", domain="KD", column="kid", scale=1e3, note=KID_NOTE, spread="kid_std"),
     Output("kid_std", "KID std", domain="KD_std", shown=False),
 )))
-register(Metric("prdc", "features", needs=("pool",), compute=_prdc, outputs=(
+register(Metric("prdc", "features", needs=("pool",), compute=_prdc, reference_needs=("pool",), bootstrap=_prdc_boot,
+                outputs=(
     Output("precision", "Precision", "higher", domain="precision", digits=3),
     Output("recall", "Recall", "higher", domain="recall", digits=3),
     Output("density", "Density", "higher", domain="density", digits=3),
     Output("coverage", "Coverage", "higher", domain="coverage", digits=3),
 )))
-register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, conditional=True, outputs=(
+register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, conditional=True,
+                reference_needs=("pool", "labels"), bootstrap="resample", outputs=(
     Output("fid_class_mean", "per-class FID (mean)", "lower", domain="FD_class", digits=1,
            note="Per-class FID: FID between the samples of each intended class and the reference images of that "
                 "class, averaged over the classes."),
@@ -144,6 +165,7 @@ register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, cond
     Output("fid_class_scored", "classes scored", shown=False),
 )))
 register(Metric("class_accuracy", "features", needs=("logits",), compute=_class_accuracy, conditional=True,
+                reference_needs=("labels",), extractor_kinds=("domain",), bootstrap="resample",
                 outputs=(Output("class_accuracy", "Class accuracy", "higher", domain="accuracy", digits=3,
                                 note="Class accuracy: share of samples the domain classifier assigns to the class "
                                      "they were generated for."),)))
