@@ -110,6 +110,8 @@ FIRST_STAGE_ANCHORS: tuple[Anchor, ...] = tuple(
     for f, extra, rfid, psnr in ((4, "", "0.27", "27.53 ± 4.54"), (8, "", "0.90", "24.19 ± 4.19"),
                                  (16, " (c=16)", "0.87", "24.08 ± 4.22"), (32, " (c=64)", "2.04", "22.27 ± 3.93")))
 FIRST_STAGE_COLUMNS = ("rFID", "PSNR (dB)")
+FIRST_STAGE_HEADING = ("Published first-stage reconstructions — for context only: latent diffusion's KL autoencoders "
+                       "on ImageNet (different data and protocol, not measured here)")
 
 ANCHOR_COLUMNS = ("FID", "IS", "NLL (bits/dim)")
 GUIDANCE_COLUMNS = ("FID", "sFID", "IS", "Precision", "Recall")
@@ -139,5 +141,6 @@ ANCHOR_NOTE = ("These numbers come from the papers, not from these runs: full-si
                "the official CIFAR-10 release and each paper's own sample counts and reference sets. "
                "They are not comparable to the measured tables unless the protocol fingerprint matches.")
 
-__all__ = ["ANCHORS", "ANCHOR_HEADING", "ANCHOR_NOTE", "Anchor", "FIRST_STAGE_ANCHORS", "GUIDANCE_ANCHORS",
+__all__ = ["ANCHORS", "ANCHOR_HEADING", "ANCHOR_NOTE", "Anchor", "FIRST_STAGE_ANCHORS", "FIRST_STAGE_HEADING",
+           "GUIDANCE_ANCHORS",
            "GUIDANCE_HEADING", "anchors_frame"]

@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from generative_bench.io import atomic_write_text
-from generative_bench.reporting.anchors import ANCHOR_HEADING, ANCHOR_NOTE, GUIDANCE_HEADING, anchors_frame
+from generative_bench.reporting.anchors import (ANCHOR_HEADING, ANCHOR_NOTE, FIRST_STAGE_HEADING, GUIDANCE_HEADING,
+                                                anchors_frame)
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, NOT_COMPARABLE, Leaderboard,
                                                     ProtocolTable, clean_reasons, display_frame,
                                                     fingerprint_items, fingerprint_summary, headline,
@@ -158,12 +159,19 @@ def has_knob_sweep(board: Leaderboard) -> bool:
     return any("knob" in t.frame and (t.frame["knob"] != "").any() for t in board.tables)
 
 
+def has_family(board: Leaderboard, family: str) -> bool:
+    """True when some table holds a row of model ``family`` (e.g. ``latent_diffusion``)."""
+    return any("family" in t.frame and (t.frame["family"] == family).any() for t in board.tables)
+
+
 def anchors_markdown(board: Leaderboard) -> list[str]:
     out = []
     if any(not t.toy for t in board.tables):
         out += [f"## {ANCHOR_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame()), ""]
     if has_knob_sweep(board):
         out += [f"## {GUIDANCE_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame(guidance=True)), ""]
+    if has_family(board, "latent_diffusion"):
+        out += [f"## {FIRST_STAGE_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame(first_stage=True)), ""]
     return out
 
 
