@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from generative_bench.errors import InputError
+from generative_bench.evaluation import suite  # noqa: F401  (registers the metric declarations)
 from generative_bench.evaluation.schema import Metric, metric
 
 DEFAULT = "default"

@@ -393,6 +393,7 @@ def measurements(collection: Collection) -> list[dict[str, Any]]:
                 "warnings": list(ev.get("warnings") or []),
                 "metrics": {k: v for k, v in (ev.get("metrics") or {}).items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                "intervals": {k: v for k, v in (ev.get("intervals") or {}).items() if isinstance(v, dict)},
                 "images_per_s": (ev.get("timings") or {}).get("sample_images_per_s"),
                 "nfe": network_evaluations(rec, ev) if ev else None,
                 "nll": nll,

@@ -208,6 +208,7 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
         for spec in specs:
             m, s, n = _stats([_metric_value(r["metrics"], spec) for r in grp])
             row.update({f"{spec.key}_mean": m, f"{spec.key}_std": s, f"{spec.key}_n": n})
+            row.update(_interval(grp, spec))
         row.update(_nll_summary(grp))
         for key, col in (("images_per_s", "ips"), ("train_steps", "train_steps"), ("images_seen", "images_seen"),
                          ("train_wall_s", "train_wall_s")):
@@ -219,6 +220,18 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
     frame = pd.DataFrame(out)
     return frame.sort_values(["backend", "config", "budget", "nfe", "sampler"], na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def _interval(grp: list[dict[str, Any]], spec: MetricSpec) -> dict[str, float]:
+    """``{key}_lo/_hi``: the bootstrap interval (``eval.bootstrap``) of a single-run cell, scaled as shown."""
+    if len(grp) != 1:
+        return {}
+    iv = (grp[0].get("intervals") or {}).get(spec.source) or {}
+    lo, hi = iv.get("lo"), iv.get("hi")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)):
+        return {}
+    return {f"{spec.key}_lo": float(lo) * spec.scale, f"{spec.key}_hi": float(hi) * spec.scale,
+            f"{spec.key}_boot": int(iv.get("replicates") or 0)}
 
 
 def _evaluation_index(row: dict[str, Any]) -> int:
@@ -354,6 +367,9 @@ VALUES_NOTE = ("Values are mean ± sample standard deviation (ddof=1) over n see
                "Best value per metric in bold (lower is better for FID, sFID, KID, reverse KL and NLL; higher for "
                "the others).")
 NA_NOTE = "n/a: not measured in this run."
+INTERVAL_NOTE = ("[lo, hi]: bootstrap confidence interval of a single run (the generated samples resampled with "
+                 "replacement, features reused, reference fixed; bias-corrected percentile, level in the record's "
+                 "protocol.bootstrap).")
 NFE_NOTE = "NFE: network evaluations per generated image (1 for the one-step GAN and VAE)."
 
 
@@ -405,8 +421,12 @@ def _metric_column(table: ProtocolTable, f: pd.DataFrame, spec: MetricSpec, note
     label = table.label(spec) + (f" {notes.mark(spec.note)}" if spec.note else "")
     best = _best(f[f"{spec.key}_mean"], spec.better)
     cells = []
-    for m, s in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"]):
+    los = f[f"{spec.key}_lo"] if f"{spec.key}_lo" in f else [math.nan] * len(f)
+    his = f[f"{spec.key}_hi"] if f"{spec.key}_hi" in f else [math.nan] * len(f)
+    for m, s, lo, hi in zip(f[f"{spec.key}_mean"], f[f"{spec.key}_std"], los, his):
         text = fmt_value(m, s, spec.digits)
+        if text != "n/a" and lo == lo and hi == hi:  # a bootstrap interval (single run)
+            text += f" [{lo:.{spec.digits}f}, {hi:.{spec.digits}f}] {notes.mark(INTERVAL_NOTE)}"
         if text == "n/a":
             text += f" {notes.mark(NA_NOTE)}"
         elif _is_best(m, best, spec.digits):
