@@ -162,6 +162,12 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     if str(pretrained) not in ("auto", "True", "False", "true", "false"):
         p.add(f"eval.features.pretrained={pretrained!r}: must be true (the published weights, else an error), "
               "false (random init, not comparable) or auto (the published weights when available)")
+    resize = (e.get("features") or {}).get("resize")
+    if resize is not None:
+        from generative_bench.evaluation.resize import MODES
+
+        if str(resize) not in MODES:
+            p.add(f"eval.features.resize={resize!r}: must be one of {list(MODES)}")
     counts = [e.get("num_samples")] + ([e.sweep_num_samples] if e.get("sweep_num_samples") else [])
     n = min(c for c in counts if _is_int(c)) if n_ok else None
     image = str(cfg.data.get("kind", "image")) == "image"

@@ -220,6 +220,12 @@ class FeatureExtractor:
             self.batch_size = saved
 
 
+def _preprocessing(mode: str) -> str:
+    from generative_bench.evaluation.resize import DESCRIPTIONS
+
+    return DESCRIPTIONS[mode]
+
+
 class InceptionFeatures(FeatureExtractor):
     """FID Inception-v3 features: 'pool' (2048), 'spatial' (2023, sFID), 'logits' (1008, unbiased).
 
@@ -244,7 +250,11 @@ class InceptionFeatures(FeatureExtractor):
         batch_size: int = 128,
         channels_last: bool = True,
         download: bool = True,
+        resize: str = "tf1_bilinear",
     ):
+        from generative_bench.evaluation import resize as rsz
+
+        self.resize = rsz.check_mode(str(resize))
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -288,14 +298,17 @@ class InceptionFeatures(FeatureExtractor):
             "state_dict_sha256": self.state_sha256,
             "warning": None if self.pretrained else RANDOM_INIT_WARNING,
             "dims": dict(self.dims),
-            "preprocessing": "uint8 -> float32, TF1 bilinear resize to 299 (align_corners=False), (x-128)/128",
+            "resize": self.resize,
+            "preprocessing": _preprocessing(self.resize),
             "spatial": "TF mixed_6/conv[..., :7] = Mixed_6d.branch1x1 channels 0-6, (h, w, c) order",
             "logits": "unbiased: pool_3 @ fc.weight.T (no bias)",
         }
         return d
 
     def _forward(self, x_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = inc.tf_inception_input(x_uint8)
+        from generative_bench.evaluation.resize import inception_input
+
+        x = inception_input(x_uint8, self.resize)
         if not self.channels_last:
             x = x.contiguous()
         return self.net.features(x)
