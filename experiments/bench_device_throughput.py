@@ -60,13 +60,21 @@ def build(preset: str):
     return instantiate(cfg.model.backend), cfg
 
 
-def train_images_per_s(preset: str, device: torch.device, steps: int, warmup: int, batch_size: int | None) -> dict:
+def train_images_per_s(preset: str, device: torch.device, steps: int, warmup: int, batch_size: int | None,
+                       train_overrides: dict | None = None, channels_last: bool = False) -> dict:
+    """Training images/s of ``preset`` through the real Trainer; ``train_overrides`` (e.g.
+    ``{"compile": True}``) are merged into its ``train`` settings; ``channels_last`` converts the
+    networks to NHWC first (the trainer itself does that on CUDA only)."""
+    torch.manual_seed(0)
     backend, cfg = build(preset)
+    if channels_last:
+        backend = backend.to(memory_format=torch.channels_last)
     bs = int(batch_size or cfg.train.batch_size)
-    x = torch.randint(0, 256, (max(4 * bs, 256), 3, 32, 32), dtype=torch.uint8)
+    x = torch.randint(0, 256, (max(4 * bs, 256), 3, 32, 32), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
     train_cfg = OmegaConf.merge(cfg.train, {"max_steps": warmup + steps, "max_minutes": None, "max_images": None,
                                             "batch_size": bs, "log_every": 1, "checkpoint_every": 10**9,
-                                            "resume": False})
+                                            "resume": False}, train_overrides or {})
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(backend.to(device), BatchStream(x, bs, seed=0, device=device), train_cfg, run_dir, device)
         trainer.fit(progress=False)  # logs every step: its float losses synchronise CUDA each step
@@ -74,7 +82,8 @@ def train_images_per_s(preset: str, device: torch.device, steps: int, warmup: in
     # time from the end of warm-up step `warmup` to the end of the last step
     t = log.set_index("step")["wall_s"]
     wall = float(t.loc[warmup + steps] - t.loc[warmup])
-    return {"batch_size": bs, "steps_timed": steps, "seconds": round(wall, 3),
+    first_losses = {c: float(log[c].iloc[0]) for c in log.columns if "loss" in c}
+    return {"batch_size": bs, "steps_timed": steps, "seconds": round(wall, 3), "first_step_losses": first_losses,
             "images_per_s": round(steps * bs / wall, 1), "parameters": backend.describe().get("parameters"),
             "amp": str(train_cfg.amp), "backend": backend, "cfg": cfg}
 

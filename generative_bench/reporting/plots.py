@@ -197,6 +197,16 @@ def _legend_outside(fig, ax) -> None:
                   frameon=False)
 
 
+def _save_as_is(fig, out: Path) -> Path | None:
+    """Save a figure that has laid itself out (None: nothing to plot, nothing written)."""
+    if fig is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def _save_tight(fig, out: Path) -> Path:
     """Save with the bounding box grown to hold legends placed outside the axes."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -292,13 +302,7 @@ def metric_panels_figure(table: ProtocolTable):
 
 
 def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
-    fig = metric_panels_figure(table)
-    if fig is None:
-        return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    _plt().close(fig)
-    return out
+    return _save_as_is(metric_panels_figure(table), out)
 
 
 #: (x, y) metric pairs of the fidelity–diversity figure, first the one the table has
@@ -379,13 +383,7 @@ def tradeoff_figure(table: ProtocolTable):
 
 
 def plot_tradeoff(table: ProtocolTable, out: Path) -> Path | None:
-    fig = tradeoff_figure(table)
-    if fig is None:
-        return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    _plt().close(fig)
-    return out
+    return _save_as_is(tradeoff_figure(table), out)
 
 
 def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
@@ -564,13 +562,7 @@ def headline_samples_figure(table: ProtocolTable, h: Headline | None = None):
 
 
 def plot_headline_samples(table: ProtocolTable, out: Path, h: Headline | None = None) -> Path | None:
-    fig = headline_samples_figure(table, h)
-    if fig is None:
-        return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    _plt().close(fig)
-    return out
+    return _save_as_is(headline_samples_figure(table, h), out)
 
 
 def _sample_files(row: dict[str, Any]) -> tuple[Path | None, Path | None]:

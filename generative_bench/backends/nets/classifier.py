@@ -17,9 +17,7 @@ import torch
 from torch import nn
 
 from generative_bench.backends.nets.mlp_denoiser import VectorTrunk
-from generative_bench.backends.nets.unet import (
-    AttentionBlock, ResBlock, Stage, check_unet_config, down_path, timestep_embedding,
-)
+from generative_bench.backends.nets.unet import build_encoder, check_unet_config, timestep_embedding
 from generative_bench.errors import InputError
 
 
@@ -39,18 +37,8 @@ class NoisyImageClassifier(nn.Module):
         ch_mult = tuple(int(m) for m in ch_mult)
         resolutions = check_unet_config(image_size, ch, ch_mult, attn_resolutions, norm_groups)
         self.image_size, self.ch, self.num_classes = image_size, ch, _check_classes(num_classes)
-        emb_dim = 4 * ch
-        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-
-        def res(i, o):
-            return ResBlock(i, o, emb_dim, dropout, scale_shift_norm, norm_groups)
-
-        def attn(c):
-            return AttentionBlock(c, num_heads, norm_groups)
-
-        self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
-        self.down, _, cur = down_path(ch, ch_mult, num_res_blocks, resolutions, attn_resolutions, res, attn)
-        self.middle = Stage([res(cur, cur), attn(cur), res(cur, cur)])
+        _, cur, _, _ = build_encoder(self, in_channels, ch, ch_mult, num_res_blocks, resolutions, attn_resolutions,
+                                     num_heads, dropout, scale_shift_norm, norm_groups)
         self.out_norm = nn.Sequential(nn.GroupNorm(norm_groups, cur), nn.SiLU())
         self.head = nn.Linear(cur, self.num_classes)
 

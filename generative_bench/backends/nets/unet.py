@@ -169,6 +169,27 @@ def down_path(ch: int, ch_mult: Sequence[int], num_res_blocks: int, resolutions:
     return down, skips, cur
 
 
+def build_encoder(net: nn.Module, in_channels: int, ch: int, ch_mult: Sequence[int], num_res_blocks: int,
+                  resolutions: Sequence[int], attn_resolutions: Sequence[int], num_heads: int, dropout: float,
+                  scale_shift_norm: bool, norm_groups: int):
+    """Give ``net`` the UNet's time MLP, input conv, down path and middle block (created in this
+    order, so seeded initialisation is the same for every net built on it). Returns
+    (skip channels, final channels, res-block factory, attention factory) for the rest."""
+    emb_dim = 4 * ch
+    net.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+    def res(i, o):
+        return ResBlock(i, o, emb_dim, dropout, scale_shift_norm, norm_groups)
+
+    def attn(c):
+        return AttentionBlock(c, num_heads, norm_groups)
+
+    net.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
+    net.down, skips, cur = down_path(ch, ch_mult, num_res_blocks, resolutions, attn_resolutions, res, attn)
+    net.middle = Stage([res(cur, cur), attn(cur), res(cur, cur)])
+    return skips, cur, res, attn
+
+
 class UNet(nn.Module):
     """eps-prediction UNet; ``forward(x, t, y=None)`` with ``t`` a float timestep per example and
     ``y`` class labels (conditional nets only; ``None`` = the null class)."""
@@ -186,17 +207,8 @@ class UNet(nn.Module):
         self.image_size, self.ch, self.out_channels = image_size, ch, out_channels
         self.num_classes = int(num_classes)
         emb_dim = 4 * ch
-        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-
-        def res(i, o):
-            return ResBlock(i, o, emb_dim, dropout, scale_shift_norm, norm_groups)
-
-        def attn(c):
-            return AttentionBlock(c, num_heads, norm_groups)
-
-        self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
-        self.down, skips, cur = down_path(ch, ch_mult, num_res_blocks, resolutions, attn_resolutions, res, attn)
-        self.middle = Stage([res(cur, cur), attn(cur), res(cur, cur)])
+        skips, cur, res, attn = build_encoder(self, in_channels, ch, ch_mult, num_res_blocks, resolutions,
+                                              attn_resolutions, num_heads, dropout, scale_shift_norm, norm_groups)
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(ch_mult))):
             for i in range(num_res_blocks + 1):

@@ -1,0 +1,143 @@
+"""Wall time of the default benchmark (`gbench` with no arguments): jobs in parallel vs one at a time.
+
+Runs the default sweep (four backends on the 2-D ring) three times in one session, each in a
+fresh GBENCH_HOME, interleaved in this order:
+
+* ``sequential, threads=auto``: ``gbench hydra/launcher=basic`` - the previous default, one job
+  at a time with every core;
+* ``parallel`` : ``gbench`` - the default now, one job per core, ``threads: auto`` = 1 each;
+* ``sequential, threads=1``: ``gbench hydra/launcher=basic threads=1`` - the parallel jobs'
+  arithmetic run one at a time, to show that running jobs side by side changes no number.
+
+Then compares the three leaderboards (report/leaderboard.csv) cell by cell: bitwise equality is
+expected between ``parallel`` and ``sequential, threads=1`` (same thread count per job); against
+``threads=auto`` the BLAS reductions may differ in the last bits, so the largest relative
+difference is reported. Writes reports/default_benchmark_wall.{md,json}.
+
+    python experiments/bench_default_benchmark.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
+from generative_bench.records import cpu_model_name  # noqa: E402
+
+VARIANTS = {
+    "sequential, threads=auto (previous default)": ["hydra/launcher=basic"],
+    "parallel (default)": [],
+    "sequential, threads=1": ["hydra/launcher=basic", "threads=1"],
+}
+
+
+def run(overrides: list[str], home: Path) -> tuple[float, Path]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["GBENCH_HOME"] = str(home)
+    t0 = time.perf_counter()
+    subprocess.run(["gbench", *overrides], cwd=home, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    boards = sorted((home / "runs").glob("*/report/leaderboard.csv"))
+    if len(boards) != 1:
+        raise SystemExit(f"expected one sweep report under {home / 'runs'}, found {boards}")
+    return wall, boards[0]
+
+
+def compare(a: Path, b: Path) -> dict:
+    """Cell-by-cell comparison of two leaderboards: equal strings, and the largest relative numeric difference."""
+    ta, tb = pd.read_csv(a, dtype=str, skiprows=1), pd.read_csv(b, dtype=str, skiprows=1)
+    skip = [c for c in ta.columns if any(w in c for w in ("wall", "images_per_s", "run_dir"))]
+    ta, tb = ta.drop(columns=skip, errors="ignore"), tb.drop(columns=skip, errors="ignore")
+    if ta.shape != tb.shape or list(ta.columns) != list(tb.columns):
+        return {"same_shape": False, "bitwise": False}
+    unequal, worst = 0, 0.0
+    for col in ta.columns:
+        for x, y in zip(ta[col].fillna(""), tb[col].fillna("")):
+            if x == y:
+                continue
+            unequal += 1
+            try:
+                fx, fy = float(x), float(y)
+                worst = max(worst, abs(fx - fy) / max(abs(fx), abs(fy), 1e-12))
+            except ValueError:
+                worst = np.inf
+    return {"same_shape": True, "bitwise": unequal == 0, "cells": int(ta.size), "unequal_cells": unequal,
+            "max_rel_diff": worst}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "reports" / "default_benchmark_wall"))
+    ap.add_argument("--keep", default=None, help="an empty folder to run in and keep (home0, home1, home2), "
+                    "e.g. to publish the parallel sweep with experiments/publish_sweep.py; default: a temporary one")
+    args = ap.parse_args()
+    load_before = os.getloadavg()
+    walls, boards = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        for i, (name, overrides) in enumerate(VARIANTS.items()):
+            home = Path(tmp) / f"home{i}"
+            home.mkdir()
+            walls[name], board = run(overrides, home)
+            boards[name] = board.read_text()
+            (Path(tmp) / f"board{i}.csv").write_text(boards[name])
+            print(f"{name}: {walls[name]:.1f} s", flush=True)
+        names = list(VARIANTS)
+        files = [Path(tmp) / f"board{i}.csv" for i in range(len(names))]
+        same_threads = compare(files[1], files[2])
+        vs_previous = compare(files[1], files[0])
+    load_after = os.getloadavg()
+    speedup = walls[names[0]] / walls[names[1]]
+    record = {"command": "python experiments/bench_default_benchmark.py", "cpu": cpu_model_name(),
+              "cores": os.cpu_count(), "wall_s": walls, "speedup_parallel_over_previous": speedup,
+              "parallel_vs_sequential_threads1": same_threads, "parallel_vs_previous": vs_previous,
+              "loadavg_before": load_before, "loadavg_after": load_after}
+    out = Path(args.out)
+    atomic_write_json(out.with_suffix(".json"), record)
+    rows = "\n".join(f"| {n} | `gbench {' '.join(VARIANTS[n])}` | {walls[n]:.1f} |" for n in names)
+
+    def said(c: dict) -> str:
+        if not c.get("same_shape"):
+            return "different tables"
+        if c["bitwise"]:
+            return f"bitwise identical ({c['cells']} cells)"
+        return f"{c['unequal_cells']} of {c['cells']} cells differ, largest relative difference {c['max_rel_diff']:.1e}"
+
+    md = f"""# The default benchmark: jobs in parallel vs one at a time
+
+Command: `{record['command']}`
+
+{cpu_model_name()}, {os.cpu_count()} cores; each variant in a fresh GBENCH_HOME, one after the other in this
+session. Load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_before)}, after
+{tuple(round(v, 2) for v in load_after)} (a shared machine: absolute seconds move with its load).
+
+| variant | command | wall s |
+|---|---|---|
+{rows}
+
+**Parallel / previous default: {speedup:.2f}x faster.**
+
+Leaderboards (report/leaderboard.csv; wall-time, speed and run-folder columns left out):
+- parallel vs sequential with the same threads per job (threads=1): {said(same_threads)};
+- parallel vs the previous default (2 threads per job): {said(vs_previous)}.
+"""
+    atomic_write_text(out.with_suffix(".md"), md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
