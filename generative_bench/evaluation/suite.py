@@ -171,6 +171,42 @@ register(Metric("class_accuracy", "features", needs=("logits",), compute=_class_
                                      "they were generated for."),)))
 
 
+def _memorization(inp: MetricInputs):
+    """Memorization checks of the samples against the training set (metrics/memorization.py)."""
+    from generative_bench.evaluation.metrics.memorization import CT_FLAG, memorization
+
+    sets = inp.memorization or {}
+    if "train" not in sets or "heldout" not in sets:
+        raise InputError("the memorization checks need training and held-out features; set eval.memorization=true "
+                         "(the harness then loads the train split and eval.memorization_split)")
+    cells, min_cell = int(inp.cfg.get("memorization_cells", 10)), int(inp.cfg.get("memorization_min_cell", 20))
+    r = memorization(inp.features["pool"], sets["train"], sets["heldout"], cells=cells, min_cell=min_cell,
+                     seed=inp.seed)
+    out = {"mem_nn_ratio": r["nn_ratio"], "mem_copy_share": r["copy_share"], "mem_authenticity": r["authenticity"],
+           "mem_ct": r["ct"], "mem_ct_cells": r["cells_used"], "mem_flagged": r["flagged"]}
+    return out, {"features": "pool", "distance": "euclidean", "train_set": sets.get("train_set"),
+                 "heldout_set": sets.get("heldout_set"), "ct_cells": cells, "ct_min_cell": min_cell,
+                 "ct_flag": f"C_T < {CT_FLAG:g}"}
+
+
+register(Metric("memorization", "features", needs=("pool",), compute=_memorization, outputs=(
+    Output("mem_nn_ratio", "NN distance ratio", domain="NN_ratio", digits=3,
+           note="NN distance ratio: median distance of the samples to their nearest training image over that of "
+                "held-out real images (~1: no copying; -> 0: copies)."),
+    Output("mem_copy_share", "Copy share", "lower", domain="copy_share", digits=3,
+           note="Copy share: samples closer to the training set than the 1% quantile of held-out images (~0.01 "
+                "without copying)."),
+    Output("mem_authenticity", "Authenticity", "higher", domain="authenticity", digits=3,
+           note="Authenticity (Alaa et al. 2022): share of samples farther from their nearest training image than "
+                "that image is from its own nearest training neighbour."),
+    Output("mem_ct", "C_T", domain="C_T", digits=2,
+           note="C_T (Meehan et al. 2020): cell-averaged Mann-Whitney z-score of sample vs held-out distances to "
+                "the training set; << 0 (below -3) is data copying, >> 0 under-fitting."),
+    Output("mem_ct_cells", "C_T cells", shown=False),
+    Output("mem_flagged", "Memorization flagged", shown=False),
+)))
+
+
 # ------------------------------------------------------------------------------------------ toy
 def _toy_modes(inp: MetricInputs):
     from generative_bench.evaluation.toy_metrics import mode_statistics
