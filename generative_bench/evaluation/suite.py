@@ -207,6 +207,19 @@ register(Metric("memorization", "features", needs=("pool",), compute=_memorizati
 )))
 
 
+def _vendi(inp: MetricInputs):
+    from generative_bench.evaluation.metrics.vendi import vendi_score
+
+    return {"vendi": vendi_score(inp.features["pool"])}, {"kernel": "cosine", "features": "pool", "order": 1}
+
+
+register(Metric("vendi", "features", needs=("pool",), compute=_vendi, outputs=(
+    Output("vendi", "Vendi", "higher", domain="Vendi", digits=2,
+           note="Vendi score (Friedman & Dieng 2023): effective number of distinct samples, cosine kernel on the "
+                "features; no reference."),
+)))
+
+
 # ------------------------------------------------------------------------------------------ toy
 def _toy_modes(inp: MetricInputs):
     from generative_bench.evaluation.toy_metrics import mode_statistics
