@@ -5,6 +5,8 @@
     gbench -m model=gan,vae seed=0,1,2 ...   any Hydra sweep; its report is built at the end
     gbench run|train|sample|evaluate [overrides]   one stage (or the whole pipeline) in one run folder
     gbench report DIR... [--out OUT]           leaderboard + HTML report over run/sweep folders
+    gbench reference data=... --format pytorch-fid|guided-diffusion --out FILE
+                                    write the reference set as a reference file (eval.reference.*)
     --debug (anywhere)                         full tracebacks instead of one-line error messages
     gbench compare NEW BASELINE [--tolerance ...]   regression gate: exit 1 on regressions, 3 on a
                                     protocol change (generative_bench.reporting.compare)
