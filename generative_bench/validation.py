@@ -103,6 +103,17 @@ def _train(p: Problems, cfg: DictConfig, max_examples: int | None) -> None:
     _positive_int(p, "train.keep_every", t.get("keep_every"), allow_none=True)
     if t.get("resume", True) not in (True, False):
         p.add(f"train.resume={t.resume!r}: must be true or false")
+    _two_stage_budget(p, cfg)
+
+
+def _two_stage_budget(p: Problems, cfg: DictConfig) -> None:
+    """A two-stage model (latent diffusion) must train past its first stage, else its denoiser is never trained."""
+    stage1 = (cfg.get("model") or {}).get("backend", {}).get("stage1_steps")
+    steps = cfg.train.get("max_steps")
+    if _is_int(stage1) and _is_int(steps) and cfg.train.get("max_images") is None \
+            and cfg.train.get("max_minutes") is None and int(steps) <= int(stage1):
+        p.add(f"train.max_steps={steps} ends within the first stage (model.backend.stage1_steps={stage1}): the "
+              f"diffusion model would never train; raise train.max_steps above {stage1} or lower stage1_steps")
 
 
 def _data(p: Problems, cfg: DictConfig) -> int | None:

@@ -426,6 +426,9 @@ ROWS: list[Bad] = [
     # ------------------------------------------------------------------ config (CLI: the real pre-flight)
     Bad("config", "max_steps_negative", 2, r"train\.max_steps=-1: must be an integer >= 1",
         cli=("train", "model=gaussian", "train.max_steps=-1", "hydra.run.dir={tmp}/run")),
+    Bad("config", "two_stage_budget_ends_in_stage_one", 2, r"train\.max_steps=10 ends within the first stage "
+        r"\(model\.backend\.stage1_steps=600\).*raise train\.max_steps above 600",
+        cli=("train", "model=ldm", "data=cifar10_jpeg", "train.max_steps=10", "hydra.run.dir={tmp}/run")),
     Bad("config", "batch_larger_than_subset", 2,
         r"train\.batch_size=64 is larger than the training set \(16 examples\); lower train\.batch_size or raise "
         r"data\.subset", cli=(*TRAIN, "data.subset=16", "train.batch_size=64")),
