@@ -178,3 +178,19 @@ def test_bad_shapes_name_the_fix():
         AutoregressiveBackend(SHAPE, image_net=functools.partial(GatedPixelCNN, hidden=8))
     with pytest.raises(InputError, match="odd kernels"):
         AutoregressiveBackend(SHAPE, image_net=functools.partial(GatedPixelCNN, hidden=6, kernel=4))
+
+
+@pytest.mark.parametrize("model, data", [("pixelcnn", "ring"), ("pixelcnn", "cifar10_jpeg"),
+                                         ("pixelcnnpp_cifar10", "cifar10_jpeg")])
+def test_presets_compose_validate_and_build(compose, model, data):
+    from hydra.utils import instantiate
+
+    from generative_bench.validation import validate
+
+    cfg = compose([f"model={model}", f"data={data}"])
+    OmegaConf.resolve(cfg)
+    validate(cfg)  # also builds the untrained backend (once, for the published preset)
+    if model == "pixelcnn":
+        backend = instantiate(cfg.model.backend)
+        assert isinstance(backend, AutoregressiveBackend) and list(backend.data_shape) == list(cfg.data.shape)
+        assert backend.network_evaluations({}) == math.prod(cfg.data.shape)

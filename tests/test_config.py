@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from generative_bench.backends.base import Backend
 from generative_bench.cli.main import config_dir, hydra_args
 
-SMALL_MODELS = ["gan", "vae", "ddpm", "iddpm", "gaussian"]
+SMALL_MODELS = ["gan", "vae", "ddpm", "iddpm", "gaussian", "flow", "pixelcnn"]
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
 

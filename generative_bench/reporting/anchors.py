@@ -8,7 +8,8 @@ Table 1 (unconditional 256×256; the paper has no CIFAR-10 model and no NLL) and
 in the guidance block), transcribed from the paper text, and its autoencoders' reconstruction
 figures from the CompVis/latent-diffusion README (:data:`FIRST_STAGE_ANCHORS`). The improved DDPM
 rows (Table 2, the CIFAR-10 ablation) were checked against a transcription of that table; confirm
-them against the paper before quoting them elsewhere.
+them against the paper before quoting them elsewhere. The Glow (Table 2) and PixelCNN++ (Table 1)
+CIFAR-10 bits/dim are transcribed from those tables the same way.
 
 :data:`GUIDANCE_ANCHORS` are the paper's trade-off picture that the knob sweeps imitate: ADM on
 ImageNet 256×256 without and with classifier guidance (Dhariwal & Nichol 2021, Table 4) and
@@ -67,6 +68,16 @@ ANCHORS: tuple[Anchor, ...] = (
     Anchor("NVAE", "vae", "Vahdat & Kautz 2020, NeurIPS (abstract)",
            "CIFAR-10 (official), 32×32", "NLL of the paper's best CIFAR-10 hierarchical VAE",
            {"NLL (bits/dim)": "2.91"}),
+    Anchor("Glow (affine coupling, learned 1×1 convolutions)", "flow", "Kingma & Dhariwal 2018, NeurIPS, Table 2",
+           "CIFAR-10 (official), unconditional 32×32",
+           "multi-scale flow, 3 levels × 32 steps, coupling networks of 512 channels; test NLL of the "
+           "dequantized 8-bit data (RealNVP: 3.49 in the same table)",
+           {"NLL (bits/dim)": "3.35"}),
+    Anchor("PixelCNN++", "autoregressive", "Salimans et al. 2017, ICLR, Table 1",
+           "CIFAR-10 (official), unconditional 32×32",
+           "discretized logistic mixture (10 components) over whole pixels, 6 blocks of 5 gated ResNet layers "
+           "with 160 filters, down/up-sampling, dropout 0.5; exact test NLL",
+           {"NLL (bits/dim)": "2.92"}),
     # latent diffusion reports no CIFAR-10 model and no NLL: its unconditional 256×256 results
     Anchor("LDM-8 (KL-regularised latent)", "latent_diffusion", "Rombach et al. 2022, CVPR, Table 1",
            "LSUN-Churches 256×256, unconditional",

@@ -355,7 +355,7 @@ DETAIL_ONLY = ("fid_inf", "is_inf", "sfid", "density", "coverage")
 
 #: how the captions name the backends (any other backend is named as recorded)
 BACKEND_NAMES = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM", "gaussian": "Gaussian",
-                 "ldm": "latent diffusion (LDM)"}
+                 "ldm": "latent diffusion (LDM)", "flow": "normalizing flow", "pixelcnn": "PixelCNN"}
 
 #: the headline operating point of each backend, as the reports state it
 HEADLINE_RULE = ("Headline operating point, per backend: the model's default sampler setting, i.e. the run's first "
@@ -370,7 +370,8 @@ NA_NOTE = "n/a: not measured in this run."
 INTERVAL_NOTE = ("[lo, hi]: bootstrap confidence interval of a single run (the generated samples resampled with "
                  "replacement, features reused, reference fixed; bias-corrected percentile, level in the record's "
                  "protocol.bootstrap).")
-NFE_NOTE = "NFE: network evaluations per generated image (1 for the one-step GAN and VAE)."
+NFE_NOTE = ("NFE: network evaluations per generated image (1 for the one-step GAN, VAE and flow; H·W·C for the "
+            "autoregressive PixelCNN, d for its vector version).")
 
 
 def fmt_value(mean: float, std: float, digits: int) -> str:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from generative_bench.backends.flow.layers import ActNorm, InvertibleConv1x1
+from generative_bench.errors import InputError
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -107,15 +108,27 @@ class AffineCoupling(nn.Module):
         return torch.cat([z_a, (z_b - t) * torch.exp(-log_s)], dim=1)
 
 
+COUPLINGS = ("affine", "spline")
+
+
 class FlowStep(nn.Module):
-    """actnorm -> invertible 1x1 conv -> affine coupling (Kingma & Dhariwal 2018, Fig. 2a)."""
+    """actnorm -> invertible 1x1 conv -> coupling (Kingma & Dhariwal 2018, Fig. 2a): ``coupling="affine"``
+    (:class:`AffineCoupling`) or ``"spline"`` (a rational-quadratic spline of ``bins`` bins on
+    [-bound, bound], :mod:`spline`)."""
 
     def __init__(self, channels: int, hidden: int, kernel: int, depth: int = 1, clamp: float = 2.0, lu: bool = True,
-                 num_classes: int = 0):
+                 num_classes: int = 0, coupling: str = "affine", bins: int = 8, bound: float = 4.0):
         super().__init__()
+        if coupling not in COUPLINGS:
+            raise InputError(f"flow coupling must be one of {list(COUPLINGS)}, got {coupling!r}")
         self.norm = ActNorm(channels)
         self.mix = InvertibleConv1x1(channels, lu=lu)
-        self.coupling = AffineCoupling(channels, hidden, kernel, depth, clamp, num_classes)
+        if coupling == "affine":
+            self.coupling = AffineCoupling(channels, hidden, kernel, depth, clamp, num_classes)
+        else:
+            from generative_bench.backends.flow.spline import SplineCoupling
+
+            self.coupling = SplineCoupling(channels, hidden, kernel, depth, bins, bound, num_classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x, ld1 = self.norm(x)
@@ -156,5 +169,5 @@ class TopPrior(nn.Module):
         return mean, log_std
 
 
-__all__ = ["AffineCoupling", "ClassBias", "Conditioner", "FlowStep", "Pointwise", "SplitPrior", "TopPrior", "conv",
+__all__ = ["AffineCoupling", "COUPLINGS", "ClassBias", "Conditioner", "FlowStep", "Pointwise", "SplitPrior", "TopPrior", "conv",
            "gaussian_log_prob", "zero_conv"]

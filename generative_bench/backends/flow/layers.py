@@ -102,14 +102,14 @@ def squeeze2d(x: torch.Tensor) -> torch.Tensor:
     if h % 2 or w % 2:
         raise InputError(f"squeeze needs an even height and width, got {h}x{w}; use fewer levels "
                          "(model.backend.image_net.levels) or an image size divisible by 2**levels")
-    x = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    x = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
     return x.reshape(n, 4 * c, h // 2, w // 2)
 
 
 def unsqueeze2d(x: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`squeeze2d`."""
     n, c, h, w = x.shape
-    x = x.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    x = x.reshape(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
     return x.reshape(n, c // 4, 2 * h, 2 * w)
 
 

@@ -30,7 +30,8 @@ class MultiScaleFlow(nn.Module):
     """See the module docstring; ``shape`` is (C, H, W) of the input."""
 
     def __init__(self, shape: Sequence[int], levels: int, steps_per_level: int, hidden: int, kernel: int,
-                 depth: int = 1, clamp: float = 2.0, lu: bool = True, squeeze: bool = True, num_classes: int = 0):
+                 depth: int = 1, clamp: float = 2.0, lu: bool = True, squeeze: bool = True, num_classes: int = 0,
+                 coupling: str = "affine", bins: int = 8, bound: float = 4.0):
         super().__init__()
         c, h, w = (int(s) for s in shape)
         if int(levels) < 1 or int(steps_per_level) < 1:
@@ -45,8 +46,8 @@ class MultiScaleFlow(nn.Module):
                 c, h, w = 4 * c, h // 2, w // 2
             if c < 2:
                 raise InputError(f"a coupling layer needs at least 2 channels, got {c}")
-            self.steps.append(nn.ModuleList(FlowStep(c, int(hidden), int(kernel), depth, clamp, lu, num_classes)
-                                            for _ in range(int(steps_per_level))))
+            self.steps.append(nn.ModuleList(FlowStep(c, int(hidden), int(kernel), depth, clamp, lu, num_classes,
+                                                     coupling, bins, bound) for _ in range(int(steps_per_level))))
             if level + 1 < self.levels:
                 self.split_priors.append(SplitPrior(c // 2, c - c // 2, int(kernel)))
                 c = c // 2
@@ -104,23 +105,26 @@ class GlowImageFlow(MultiScaleFlow):
     """Multi-scale Glow for (C, H, W) images: 3x3 coupling convs, squeeze and split at every level."""
 
     def __init__(self, data_shape: Sequence[int], levels: int = 3, steps_per_level: int = 4, hidden: int = 64,
-                 depth: int = 1, clamp: float = 2.0, lu: bool = True, num_classes: int = 0):
+                 depth: int = 1, clamp: float = 2.0, lu: bool = True, num_classes: int = 0, coupling: str = "affine",
+                 bins: int = 8, bound: float = 4.0):
         if len(data_shape) != 3:
             raise InputError(f"GlowImageFlow needs images [C, H, W], got shape {list(data_shape)}")
         super().__init__(data_shape, levels, steps_per_level, hidden, kernel=3, depth=depth, clamp=clamp, lu=lu,
-                         squeeze=True, num_classes=num_classes)
+                         squeeze=True, num_classes=num_classes, coupling=coupling, bins=bins, bound=bound)
 
 
 class CouplingVectorFlow(MultiScaleFlow):
-    """Coupling flow for d-dimensional vectors (RealNVP with Glow's actnorm and 1x1 mixing): the
-    conditioners are MLPs of ``depth`` + 1 hidden layers of ``hidden`` units."""
+    """Coupling flow for d-dimensional vectors (RealNVP with Glow's actnorm and 1x1 mixing, affine or
+    rational-quadratic spline couplings): the conditioners are MLPs of ``depth`` + 1 hidden layers
+    of ``hidden`` units."""
 
     def __init__(self, data_shape: Sequence[int], steps: int = 8, hidden: int = 128, depth: int = 2,
-                 clamp: float = 3.0, lu: bool = True, num_classes: int = 0):
+                 clamp: float = 3.0, lu: bool = True, num_classes: int = 0, coupling: str = "affine", bins: int = 8,
+                 bound: float = 4.0):
         if len(data_shape) != 1 or int(data_shape[0]) < 2:
             raise InputError(f"CouplingVectorFlow needs vectors of d >= 2 dimensions, got shape {list(data_shape)}")
         super().__init__((int(data_shape[0]), 1, 1), 1, steps, hidden, kernel=1, depth=depth, clamp=clamp, lu=lu,
-                         squeeze=False, num_classes=num_classes)
+                         squeeze=False, num_classes=num_classes, coupling=coupling, bins=bins, bound=bound)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         return super().forward(x[:, :, None, None], y)
