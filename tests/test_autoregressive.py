@@ -191,6 +191,9 @@ def test_presets_compose_validate_and_build(compose, model, data):
     OmegaConf.resolve(cfg)
     validate(cfg)  # also builds the untrained backend (once, for the published preset)
     if model == "pixelcnn":
+        conditional = compose([f"model={model}", f"data={data}", "model.backend.num_classes=${data.num_classes}"])
+        OmegaConf.resolve(conditional)
+        assert instantiate(conditional.model.backend).num_classes == conditional.data.num_classes
         backend = instantiate(cfg.model.backend)
         assert isinstance(backend, AutoregressiveBackend) and list(backend.data_shape) == list(cfg.data.shape)
         assert backend.network_evaluations({}) == math.prod(cfg.data.shape)

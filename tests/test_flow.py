@@ -195,6 +195,9 @@ def test_presets_compose_validate_and_build(compose, model, data):
     OmegaConf.resolve(cfg)
     validate(cfg)  # also builds the untrained backend and checks its sampling options and sweep
     assert [s["temperature"] for s in cfg.model.sampling_sweep][-1] < 1.0
-    if model == "flow":  # the published preset (about 44M parameters) is built once, by validate
+    if model == "flow":
+        conditional = compose([f"model={model}", f"data={data}", "model.backend.num_classes=${data.num_classes}"])
+        OmegaConf.resolve(conditional)
+        assert instantiate(conditional.model.backend).num_classes == conditional.data.num_classes  # the published preset (about 44M parameters) is built once, by validate
         backend = instantiate(cfg.model.backend)
         assert isinstance(backend, FlowBackend) and list(backend.data_shape) == list(cfg.data.shape)
