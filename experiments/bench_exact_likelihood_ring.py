@@ -45,7 +45,8 @@ def run_model(label: str, model: str, run_dir: Path, seed: int, extra: list[str]
         raise SystemExit(f"{model} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     rec = json.loads((run_dir / "results.json").read_text())
     nll, ev = rec["nll"], rec["evaluations"][0]
-    return {"label": label, "model": model, "overrides": extra, "family": rec["backend"]["family"], "parameters": rec["backend"]["parameters"],
+    return {"label": label, "model": model, "overrides": extra, "family": rec["backend"]["family"],
+            "parameters": rec["backend"]["parameters"],
             "steps": rec["train"]["steps"], "batch_size": rec["train"]["batch_size"],
             "train_wall_s": round(rec["train"]["wall_s"], 1), "total_wall_s": round(time.perf_counter() - t0, 1),
             "nll_bpd": nll["bpd"], "nll_sem": nll["bpd_sem"], "data_floor_bpd": nll["data_floor_bpd"],
@@ -65,12 +66,14 @@ def markdown(rows: list[dict], command: str, meta: dict) -> str:
              "high quality | train s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         m = r["toy_metrics"]
-        lines.append(f"| {r['label']} | {r['family']} | {r['parameters']:,} | {r['nll_bpd']:.3f} ± {r['nll_sem']:.3f} "
-                     f"| {r['data_floor_bpd']:.3f} | {r['gap_bpd']:.3f} | {'yes' if r['gap_bpd'] <= GOAL_BPD else 'no'} "
-                     f"| {r['nfe']} | {m.get('toy_modes', float('nan')):.0f} | {m.get('toy_high_quality', float('nan')):.3f} "
-                     f"| {r['train_wall_s']} |")
-    lines += ["", "Runs: " + "; ".join(f"{r['label']}: `model={r['model']}" + "".join(f" {o}" for o in r["overrides"]) + "`"
-                                      for r in rows) + ".", "", "NLL kinds (as recorded):", ""]
+        ok = "yes" if r["gap_bpd"] <= GOAL_BPD else "no"
+        modes, quality = m.get("toy_modes", float("nan")), m.get("toy_high_quality", float("nan"))
+        lines.append(f"| {r['label']} | {r['family']} | {r['parameters']:,} "
+                     f"| {r['nll_bpd']:.3f} ± {r['nll_sem']:.3f} "
+                     f"| {r['data_floor_bpd']:.3f} | {r['gap_bpd']:.3f} | {ok} | {r['nfe']} "
+                     f"| {modes:.0f} | {quality:.3f} | {r['train_wall_s']} |")
+    runs = "; ".join(f"{r['label']}: `" + " ".join([f"model={r['model']}", *r["overrides"]]) + "`" for r in rows)
+    lines += ["", f"Runs: {runs}.", "", "NLL kinds (as recorded):", ""]
     lines += [f"- {r['label']}: {r['bound']}" for r in rows]
     lines += ["", f"Machine: {meta['cpu']}, OMP_NUM_THREADS=1, shared with other jobs (wall times are indicative). "
               f"Git commit {meta['commit']}.", ""]
@@ -93,7 +96,8 @@ def main(argv=None) -> None:
         folder = label.replace(", ", "-").replace(" ", "_")
         rows.append(run_model(label, model, (REPO / args.runs / f"{folder}-s{args.seed}").resolve(), args.seed,
                               [*extra, *args.overrides]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
     meta = {"cpu": cpu_model_name(), "commit": commit or "unknown"}
     out = REPO / args.out
     atomic_write_json(out.with_suffix(".json"), {"command": command, "goal_bpd": GOAL_BPD, "rows": rows, **meta})

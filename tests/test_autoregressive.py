@@ -51,7 +51,8 @@ def test_pixelcnn_output_i_depends_only_on_sub_pixels_before_i():
         grad, = torch.autograd.grad(out[:, :, :, ch, i, j].sum(), x, retain_graph=True)
         order = (i * w + j) * c + ch
         seen = _raster(grad.abs().sum(0)) > 0
-        assert not seen[order:].any(), f"sub-pixel {(i, j, ch)} sees sub-pixels {seen[order:].nonzero().flatten() + order}"
+        leaks = seen[order:].nonzero().flatten() + order
+        assert not seen[order:].any(), f"sub-pixel {(i, j, ch)} sees sub-pixels {leaks.tolist()}"
         if ch > 0:  # the earlier colours of its own pixel
             assert seen[order - ch:order].all()
         if j > 0:  # every colour of the pixel to the left and of the pixel above
@@ -144,7 +145,8 @@ def test_same_seed_same_samples_whatever_the_batch_and_chunk(kind):
 
 
 def _cfg(steps: int):
-    return OmegaConf.create({"max_steps": steps, "batch_size": 16, "optim": {"_target_": "torch.optim.Adam", "lr": 3e-3},
+    return OmegaConf.create({"max_steps": steps, "batch_size": 16,
+                             "optim": {"_target_": "torch.optim.Adam", "lr": 3e-3},
                              "grad_clip": 1.0, "ema_decay": 0.9, "log_every": 5, "checkpoint_every": 1000})
 
 

@@ -22,15 +22,18 @@ from tests.test_vae_backend import blob_images
 SHAPE = (3, 8, 8)
 
 
-def image_flow(seed: int = 0, shape=SHAPE, lu: bool = True, num_classes: int = 0, coupling: str = "affine") -> FlowBackend:
+def image_flow(seed: int = 0, shape=SHAPE, lu: bool = True, num_classes: int = 0,
+               coupling: str = "affine") -> FlowBackend:
     torch.manual_seed(seed)
     net = functools.partial(GlowImageFlow, levels=2, steps_per_level=2, hidden=8, lu=lu, coupling=coupling, bins=4)
     return FlowBackend(shape, image_net=net, num_classes=num_classes)
 
 
-def vector_flow(seed: int = 0, d: int = 2, lu: bool = True, num_classes: int = 0, coupling: str = "affine") -> FlowBackend:
+def vector_flow(seed: int = 0, d: int = 2, lu: bool = True, num_classes: int = 0,
+                coupling: str = "affine") -> FlowBackend:
     torch.manual_seed(seed)
-    net = functools.partial(CouplingVectorFlow, steps=4, hidden=16, depth=1, lu=lu, coupling=coupling, bins=4, bound=3.0)
+    net = functools.partial(CouplingVectorFlow, steps=4, hidden=16, depth=1, lu=lu, coupling=coupling, bins=4,
+                            bound=3.0)
     return FlowBackend([d], vector_net=net, num_classes=num_classes)
 
 
@@ -113,7 +116,8 @@ def test_quantize_inverts_dequantize_on_every_level():
 
 
 def _cfg(steps: int):
-    return OmegaConf.create({"max_steps": steps, "batch_size": 16, "optim": {"_target_": "torch.optim.Adam", "lr": 3e-3},
+    return OmegaConf.create({"max_steps": steps, "batch_size": 16,
+                             "optim": {"_target_": "torch.optim.Adam", "lr": 3e-3},
                              "grad_clip": 1.0, "ema_decay": 0.9, "log_every": 5, "checkpoint_every": 1000})
 
 
@@ -195,9 +199,9 @@ def test_presets_compose_validate_and_build(compose, model, data):
     OmegaConf.resolve(cfg)
     validate(cfg)  # also builds the untrained backend and checks its sampling options and sweep
     assert [s["temperature"] for s in cfg.model.sampling_sweep][-1] < 1.0
-    if model == "flow":
+    if model == "flow":  # the published preset (about 44M parameters) is built once, by validate
         conditional = compose([f"model={model}", f"data={data}", "model.backend.num_classes=${data.num_classes}"])
         OmegaConf.resolve(conditional)
-        assert instantiate(conditional.model.backend).num_classes == conditional.data.num_classes  # the published preset (about 44M parameters) is built once, by validate
+        assert instantiate(conditional.model.backend).num_classes == conditional.data.num_classes
         backend = instantiate(cfg.model.backend)
         assert isinstance(backend, FlowBackend) and list(backend.data_shape) == list(cfg.data.shape)

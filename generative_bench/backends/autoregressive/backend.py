@@ -63,7 +63,8 @@ class AutoregressiveBackend(Backend):
 
     # ----------------------------------------------------------------- likelihood
     def _likelihood_name(self) -> str:
-        return (f"discretized logistic mixture per sub-pixel, K={self.likelihood.num_mixtures}, {self.likelihood.bits}-bit "
+        lik = self.likelihood
+        return (f"discretized logistic mixture per sub-pixel, K={lik.num_mixtures}, {lik.bits}-bit "
                 "(Salimans et al. 2017 eq. 2)")
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,7 +21,8 @@ from generative_bench.errors import InputError
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_stds: torch.Tensor) -> torch.Tensor:
+def mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor,
+                     log_stds: torch.Tensor) -> torch.Tensor:
     """log sum_k pi_k N(x; mu_k, sigma_k^2) per element; x (N, d), the others (N, d, K); nats."""
     z = (x.unsqueeze(-1) - means) * torch.exp(-log_stds)
     comp = -0.5 * z * z - log_stds - 0.5 * _LOG_2PI

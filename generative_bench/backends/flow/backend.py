@@ -81,7 +81,8 @@ class FlowBackend(Backend):
         return {"loss": loss.item(), "nll_bpd": loss.item()}
 
     def nll_bound_name(self, condition: str = "marginal") -> str:
-        kind = DEQUANT_NAME if self.is_image else "exact NLL (change of variables; continuous density, bits/dim can be negative)"
+        kind = (DEQUANT_NAME if self.is_image
+                else "exact NLL (change of variables; continuous density, bits/dim can be negative)")
         return f"{kind} (normalizing flow){condition_name(self, condition)}"
 
     @torch.no_grad()

@@ -169,5 +169,5 @@ class TopPrior(nn.Module):
         return mean, log_std
 
 
-__all__ = ["AffineCoupling", "COUPLINGS", "ClassBias", "Conditioner", "FlowStep", "Pointwise", "SplitPrior", "TopPrior", "conv",
-           "gaussian_log_prob", "zero_conv"]
+__all__ = ["AffineCoupling", "COUPLINGS", "ClassBias", "Conditioner", "FlowStep", "Pointwise", "SplitPrior", "TopPrior",
+           "conv", "gaussian_log_prob", "zero_conv"]
