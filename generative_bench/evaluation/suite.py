@@ -220,6 +220,23 @@ register(Metric("vendi", "features", needs=("pool",), compute=_vendi, outputs=(
 )))
 
 
+def _cmmd(inp: MetricInputs):
+    from generative_bench.evaluation.metrics.cmmd import SCALE, SIGMA, cmmd
+
+    return ({"cmmd": cmmd(inp.reference["clip"], inp.features["clip"])},
+            {"kernel": "gaussian rbf", "sigma": SIGMA, "scale": SCALE, "features": "clip (L2-normalised)",
+             "estimator": "all pairs, diagonals included (google-research/cmmd)",
+             "network": (inp.extractor or {}).get("name")})
+
+
+register(Metric("cmmd", "features", needs=("clip",), compute=_cmmd, reference_needs=("clip",), bootstrap="resample",
+                outputs=(
+    Output("cmmd", "CMMD", "lower", digits=3,
+           note="CMMD (Jayasumana et al. 2024): squared MMD between CLIP embeddings of samples and reference, Gaussian "
+                "RBF kernel sigma=10, x1000; the network is named in the metric settings (the paper: ViT-L/14@336)."),
+)))
+
+
 # ------------------------------------------------------------------------------------------ toy
 def _toy_modes(inp: MetricInputs):
     from generative_bench.evaluation.toy_metrics import mode_statistics
