@@ -69,6 +69,7 @@ def test_random_init_features_are_deterministic_and_flagged():
     assert d["comparable"] is False and d["pretrained"] is False and "NOT comparable" in d["warning"]
     assert d["weights_sha256"] == b.describe()["weights_sha256"] != other.describe()["weights_sha256"]
     assert d["metric_names"]["fid"] == "FD_DINOv2" and d["metric_names"]["kid_mean"] == "KD_DINOv2"
+    assert d["kind"] == "domain" and d["architecture"] == "DinoViT"  # renamed metrics, no Inception display scales
 
 
 def test_weights_are_verified_by_their_full_sha256(tmp_path):

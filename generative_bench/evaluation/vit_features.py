@@ -88,7 +88,9 @@ def read_state_dict(path: Path, what: str, prefix: str | None = None) -> dict[st
 class ViTFeatures(FeatureExtractor):
     """Shared loading, fingerprint and preprocessing of the ViT extractors (subclasses set the rest)."""
 
-    kind = "vit"
+    # "domain": the harness's kind for a feature space that is not Inception's, whose metrics carry their own
+    # names (FD_DINOv2, never FID) and no Inception display scales (KID x10^3)
+    kind = "domain"
     display = "ViT"
     feature_key = "pool"
     image_size = 224
@@ -150,6 +152,7 @@ class ViTFeatures(FeatureExtractor):
         return {
             "name": self.name,
             "kind": self.kind,
+            "architecture": type(self.net).__name__,
             "pretrained": self.pretrained,
             "comparable": self.pretrained,
             "weights": Path(self.weights_path).name if self.pretrained else f"random-init(seed={self.seed})",

@@ -10,6 +10,7 @@ KID                    :func:`kernel_inception_distance`           pool
 precision / recall     :func:`precision_recall` (k=3, "<=")        pool
 density / coverage     :func:`density_coverage` (k=5, "<")         pool
 FID_inf / IS_inf       :func:`fid_infinity`, :func:`is_infinity`   pool / logits
+CMMD                   :func:`cmmd.cmmd` (RBF, sigma=10, x1000)    clip (N, 512)
 =====================  ==========================================  =====================
 """
 
