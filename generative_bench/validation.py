@@ -175,10 +175,9 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
               "false (random init, not comparable) or auto (the published weights when available)")
     resize = (e.get("features") or {}).get("resize")
     if resize is not None:
-        from generative_bench.evaluation.resize import MODES
-
-        if str(resize) not in MODES:
-            p.add(f"eval.features.resize={resize!r}: must be one of {list(MODES)}")
+        modes = _extractor_resizes(cfg)
+        if str(resize) not in modes:
+            p.add(f"eval.features.resize={resize!r}: must be one of {list(modes)}")
     counts = [e.get("num_samples")] + ([e.sweep_num_samples] if e.get("sweep_num_samples") else [])
     n = min(c for c in counts if _is_int(c)) if n_ok else None
     image = str(cfg.data.get("kind", "image")) == "image"
@@ -258,6 +257,19 @@ def _extractor_features(cfg: DictConfig) -> set[str] | None:
         return None
     feats = getattr(cls, "FEATURES", None)
     return set(feats) if feats else None
+
+
+def _extractor_resizes(cfg: DictConfig) -> tuple[str, ...]:
+    """Resize modes the configured extractor class accepts (``RESIZE_MODES``; Inception's by default)."""
+    import importlib
+
+    from generative_bench.evaluation.resize import MODES
+
+    module, _, name = str((cfg.eval.get("features") or {}).get("_target_", "")).rpartition(".")
+    try:
+        return tuple(getattr(getattr(importlib.import_module(module), name), "RESIZE_MODES", MODES))
+    except (ImportError, AttributeError, ValueError):
+        return MODES
 
 
 def _extractor_name(cfg: DictConfig) -> str:

@@ -149,8 +149,31 @@ def test_feature_configs_bring_their_metric_lists(compose):
     cfg = compose(["eval/features=clip_vitb32", "model=gaussian", "data=cifar10_jpeg"])
     assert metric_selection.requested(cfg.eval) == (["cmmd"], True)
     validate(cfg)
+    validate(compose(["eval/features=clip_vitb32", "eval.features.resize=clean_bicubic", "model=gaussian",
+                      "data=cifar10_jpeg"]))
+    with pytest.raises(InputError, match="eval.features.resize='tf1_bilinear': must be one of"):
+        validate(compose(["eval/features=clip_vitb32", "eval.features.resize=tf1_bilinear", "model=gaussian",
+                          "data=cifar10_jpeg"]))
+    with pytest.raises(InputError, match="eval.features.resize='torch_bicubic'"):
+        validate(compose(["eval.features.resize=torch_bicubic", "model=gaussian", "data=cifar10_jpeg"]))
     cfg = compose(["eval/features=dinov2_vitl14", "eval.metrics=[fid,is]", "model=gaussian", "data=cifar10_jpeg"])
     with pytest.raises(InputError, match="metric 'is' needs 'logits' features"):
         validate(cfg)
     chosen, notes = metric_selection.select(compose(["eval/features=dinov2_vitl14"]).eval, set(DINOv2Features.FEATURES))
     assert "fid" in [m.name for m in chosen] and "sfid" in notes[0] and "cmmd" not in [m.name for m in chosen]
+
+
+def test_resize_modes_follow_the_reference_implementations():
+    x = _images(3, seed=2, size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dino, clip = TinyDINOv2(), TinyCLIP()
+        torch_dino = TinyDINOv2(resize="torch_bicubic")
+    assert dino.describe()["resize"] == "clean_bicubic" and clip.describe()["resize"] == "torch_bicubic"
+    a, b = dino.extract_tensor(x)["pool"], torch_dino.extract_tensor(x)["pool"]
+    assert np.abs(a - b).max() > 1e-4  # the resize is part of the feature space
+    assert dino.describe()["weights_sha256"] == torch_dino.describe()["weights_sha256"]
+    big = resize_normalise(x, 32, (0.0,) * 3, (1.0,) * 3, "clean_bicubic")
+    assert big.shape == (3, 3, 32, 32) and 0.0 <= float(big.min()) and float(big.max()) <= 1.0
+    with pytest.raises(InputError, match="not a resize"):
+        TinyCLIP(resize="tf1_bilinear", pretrained=False)

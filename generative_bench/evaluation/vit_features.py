@@ -3,10 +3,10 @@
 * :class:`DINOv2Features` -- ``pool`` (N, 1024): the normed class token of DINOv2 ViT-L/14, the
   feature space of FD_DINOv2 (Stein et al. 2023, "Exposing flaws of generative model evaluation
   metrics and their unfair treatment of diffusion models", dgm-eval): images resized to 224x224
-  (bicubic), ImageNet mean/std normalisation. The FD/KD/P-R-D-C formulas then run on these
+  (clean-fid's PIL bicubic, as dgm-eval), ImageNet mean/std normalisation. The FD/KD/P-R-D-C formulas then run on these
   features and are named ``FD_DINOv2``, ``KD_DINOv2``, ``precision_DINOv2``, ... (never FID).
 * :class:`CLIPFeatures` -- ``clip`` (N, 512): the L2-normalised image embedding of CLIP ViT-B/32
-  (224x224 bicubic, CLIP's mean/std), the input of CMMD (metrics/cmmd.py; Jayasumana et al. 2024
+  (224x224 torch bicubic as the CMMD reference code, CLIP's mean/std), the input of CMMD (metrics/cmmd.py; Jayasumana et al. 2024
   use ViT-L/14@336px, so CMMD here is the ViT-B/32 variant and says so in its settings).
 
 Weights are plain state dicts read with ``torch.load(weights_only=True)`` from ``weights=`` or an
@@ -37,12 +37,26 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
-def resize_normalise(x_uint8: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    """uint8 NCHW -> float in [0, 1] -> ``size`` x ``size`` bicubic (antialiased when shrinking,
-    clipped to [0, 1] like an 8-bit resize) -> per-channel ``(x - mean) / std``."""
-    x = x_uint8.float() / 255.0
-    if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+RESIZES = {
+    "clean_bicubic": "per-channel PIL BICUBIC on the float image (clean-fid / dgm-eval's pil_resize; antialiased "
+                     "when shrinking), clipped to [0, 255]",
+    "torch_bicubic": "torch bicubic interpolate (align_corners=False, no antialias, no clipping; google-research/cmmd's "
+                     "_resize_bicubic)",
+}
+
+
+def resize_normalise(x_uint8: torch.Tensor, size: int, mean, std, mode: str = "torch_bicubic") -> torch.Tensor:
+    """uint8 NCHW -> ``size`` x ``size`` by ``mode`` (:data:`RESIZES`) -> [0, 1] -> ``(x - mean) / std`` per channel."""
+    if mode not in RESIZES:
+        raise InputError(f"eval.features.resize={mode!r} is not a resize of this extractor; choose one of {list(RESIZES)}")
+    if tuple(x_uint8.shape[-2:]) == (size, size):
+        x = x_uint8.float() / 255.0
+    elif mode == "clean_bicubic":
+        from generative_bench.evaluation.resize import clean_bicubic
+
+        x = clean_bicubic(x_uint8, size) / 255.0
+    else:
+        x = F.interpolate(x_uint8.float() / 255.0, size=(size, size), mode="bicubic", align_corners=False)
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
@@ -91,6 +105,7 @@ class ViTFeatures(FeatureExtractor):
     # "domain": the harness's kind for a feature space that is not Inception's, whose metrics carry their own
     # names (FD_DINOv2, never FID) and no Inception display scales (KID x10^3)
     kind = "domain"
+    RESIZE_MODES = tuple(RESIZES)
     display = "ViT"
     feature_key = "pool"
     image_size = 224
@@ -99,11 +114,16 @@ class ViTFeatures(FeatureExtractor):
     known_sha256: str | None = None
     official_file = ""
     state_prefix: str | None = None
+    default_resize = "torch_bicubic"
     build: Callable[[], torch.nn.Module]
 
     def __init__(self, weights: str | os.PathLike | None = None, sha256: str | None = None,
                  pretrained: bool | str = "auto", seed: int = 0, device: str | torch.device = "cpu",
-                 batch_size: int = 32, net: torch.nn.Module | None = None):
+                 batch_size: int = 32, resize: str | None = None, net: torch.nn.Module | None = None):
+        self.resize = str(resize or self.default_resize)
+        if self.resize not in RESIZES:
+            raise InputError(f"eval.features.resize={self.resize!r} is not a resize of {self.display}; choose one of "
+                             f"{list(RESIZES)}")
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.device, self.batch_size, self.seed = torch.device(device), int(batch_size), int(seed)
@@ -161,15 +181,16 @@ class ViTFeatures(FeatureExtractor):
             "warning": warning,
             "dims": dict(self.dims),
             "metric_names": self.metric_names(),
-            "preprocessing": f"uint8/255, bicubic to {self.image_size}x{self.image_size} (antialiased when shrinking, "
-                             f"clipped to [0, 1]), normalised with mean {self.mean} std {self.std}",
+            "resize": self.resize,
+            "preprocessing": f"{RESIZES[self.resize]} to {self.image_size}x{self.image_size}, /255, normalised with mean "
+                             f"{self.mean} std {self.std}",
             "features": self.feature_doc,
         }
 
     feature_doc = ""
 
     def _forward(self, x_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = resize_normalise(x_uint8, self.image_size, self.mean, self.std)
+        x = resize_normalise(x_uint8, self.image_size, self.mean, self.std, self.resize)
         return {self.feature_key: self._embed(x)}
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +206,7 @@ class DINOv2Features(ViTFeatures):
     env_weights = "GBENCH_DINOV2_WEIGHTS"
     official_file = "dinov2_vitl14_pretrain.pth from https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/"
     feature_doc = "pool: the normed class token (x_norm_clstoken), 1024-d"
+    default_resize = "clean_bicubic"  # dgm-eval resizes with clean-fid's PIL bicubic
     build = staticmethod(vit.dinov2_vitl14)
 
     def _width(self) -> int:
@@ -206,6 +228,7 @@ class CLIPFeatures(ViTFeatures):
                      "526f58eba950af), e.g. torch.save(torch.jit.load('ViT-B-32.pt').state_dict(), FILE); keys with or "
                      "without the 'visual.' prefix")
     state_prefix = "visual."
+    default_resize = "torch_bicubic"  # google-research/cmmd resizes with torch bicubic
     feature_doc = "clip: the projected image embedding (ln_post(class token) @ proj), L2-normalised, 512-d"
     build = staticmethod(vit.clip_vitb32)
 
@@ -219,4 +242,4 @@ class CLIPFeatures(ViTFeatures):
         return F.normalize(self.net(x).float(), dim=-1)
 
 
-__all__ = ["CLIPFeatures", "DINOv2Features", "ViTFeatures", "read_state_dict", "resize_normalise", "resolve_weights"]
+__all__ = ["CLIPFeatures", "DINOv2Features", "RESIZES", "ViTFeatures", "read_state_dict", "resize_normalise", "resolve_weights"]
