@@ -219,7 +219,8 @@ def render_markdown(res: dict, png: str) -> str:
         f0 = r["fits"][0]
         lines.append(f"| {name} | {r['fd_n_min_mean']:.4f} | {r['fd_full']:.4f} | {r['fd_inf_mean']:.4f} ± "
                      f"{r['fd_inf_std']:.4f} | {f0['slope']:.2f} | {f0['r2']:.4f} |")
-    lines += ["", "Per seed:", "", f"| sample set | seed | {fd_inf} | slope k | R² |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += ["", "Per seed:", "", f"| sample set | seed | {fd_inf} | slope k | R² |",
+              "| --- | ---: | ---: | ---: | ---: |"]
     for name, r in res["rows"].items():
         for f in r["fits"]:
             lines.append(f"| {name} | {f['seed']} | {f['fd_inf']:.4f} | {f['slope']:.2f} | {f['r2']:.4f} |")

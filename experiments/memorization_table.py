@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     train = load_split(cfg, "train", subset=args.train_n)
     test = load_split(cfg, "test")
     if args.heldout_n + args.n > len(test.x):
-        raise InputError(f"--heldout-n {args.heldout_n} + --n {args.n} exceeds the {len(test.x)} test images; lower them")
+        raise InputError(f"--heldout-n {args.heldout_n} + --n {args.n} exceeds the {len(test.x)} test images; "
+                         "lower them")
     rng = np.random.default_rng(0)
     test_perm = torch.from_numpy(rng.permutation(len(test.x)))
     heldout_idx, unseen_idx = test_perm[:args.heldout_n], test_perm[args.heldout_n:args.heldout_n + args.n]
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for s in args.noise:
         samplers.append({"name": f"(c) training images + N(0, {s:g}²) noise", "expect": "flag",
-                         "images": add_noise(copies, s, seed=1), "what": f"the images of (a) plus pixel noise std {s:g}/255"})
+                         "images": add_noise(copies, s, seed=1),
+                         "what": f"the images of (a) plus pixel noise std {s:g}/255"})
     samplers.append({"name": "(c) training images, mirrored", "expect": "flag", "images": copies.flip(-1),
                      "what": "the images of (a) flipped left-right (training used random flips)"})
     for name, path in generated:
@@ -228,7 +230,8 @@ def render_markdown(res: dict, png: str) -> str:
         f"{env['load_average'][0]:.1f} (shared 2-core CPU); features {res['timings']['features_s']:.0f} s, metrics "
         f"{res['timings']['metrics_s']:.0f} s, wall {res['timings']['wall_s']:.0f} s.",
         "",
-        f"Checks: `generative_bench.evaluation.metrics.memorization.memorization` (what `eval.memorization=true` runs): "
+        "Checks: `generative_bench.evaluation.metrics.memorization.memorization` (what `eval.memorization=true` "
+        "runs): "
         "NN distance ratio and copy share against held-out images, authenticity (Alaa et al. 2022), C_T (Meehan et "
         f"al. 2020) over {st['cells']} seeded k-means cells of T (cells with at least {st['min_cell']} samples), "
         f"flagged when {st['ct_flag']}. Distances: Euclidean between `{e['name']}` pool features (shipped real "
@@ -248,10 +251,12 @@ def render_markdown(res: dict, png: str) -> str:
     for r in res["rows"]:
         ok = "—" if r["as_expected"] is None else ("yes" if r["as_expected"] else "**no**")
         lines.append(f"| {r['sampler']} | {r['nn_ratio']:.3f} | {r['copy_share']:.3f} | {r['authenticity']:.3f} | "
-                     f"{r['ct']:.2f} ({r['cells_used']}) | {'**yes**' if r['flagged'] else 'no'} | {r['expect']} | {ok} | "
+                     f"{r['ct']:.2f} ({r['cells_used']}) | {'**yes**' if r['flagged'] else 'no'} | {r['expect']} | "
+                     f"{ok} | "
                      f"{r['distinct_nn']} | {r['top_nn_share']:.3f} | {r['dist_to_train_mean']:.2f} |")
     lines += [f"| held-out set P (reference) | 1 | {0.01:.3f} (by definition) | — | — | — | — | — | "
-              f"{ho['distinct_nn']} (of {res['heldout_set']['examples']}) | {ho['top_nn_share']:.3f} | {ho['dist_to_train_mean']:.2f} |"]
+              f"{ho['distinct_nn']} (of {res['heldout_set']['examples']}) | {ho['top_nn_share']:.3f} | "
+              f"{ho['dist_to_train_mean']:.2f} |"]
     lines += ["", "Samplers:", ""]
     lines += [f"- {r['sampler']}: {r['what']}." for r in res["rows"]]
     if res.get("generated_note"):
@@ -284,8 +289,9 @@ def render_markdown(res: dict, png: str) -> str:
         elif r["flagged"]:
             why = (f"flagged by C_T although the copy measures see no copies ({measures}; C_T over the "
                    f"{r['cells_used']} of {st['cells']} cells holding at least {st['min_cell']} samples): the samples "
-                   f"are closer to T than real images are; they pile up near {r['distinct_nn']} distinct training images "
-                   f"({100 * r['top_nn_share']:.0f}% on one) and sit nearer the mean of T ({r['dist_to_train_mean']:.1f} "
+                   f"are closer to T than real images are; they pile up near {r['distinct_nn']} distinct training "
+                   f"images ({100 * r['top_nn_share']:.0f}% on one) and sit nearer the mean of T "
+                   f"({r['dist_to_train_mean']:.1f} "
                    f"vs {ho['dist_to_train_mean']:.1f} for P): the signature of collapsed or averaged samples, not of "
                    "memorized ones")
         else:

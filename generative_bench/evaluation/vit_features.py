@@ -3,11 +3,13 @@
 * :class:`DINOv2Features` -- ``pool`` (N, 1024): the normed class token of DINOv2 ViT-L/14, the
   feature space of FD_DINOv2 (Stein et al. 2023, "Exposing flaws of generative model evaluation
   metrics and their unfair treatment of diffusion models", dgm-eval): images resized to 224x224
-  (clean-fid's PIL bicubic, as dgm-eval), ImageNet mean/std normalisation. The FD/KD/P-R-D-C formulas then run on these
-  features and are named ``FD_DINOv2``, ``KD_DINOv2``, ``precision_DINOv2``, ... (never FID).
+  (clean-fid's PIL bicubic, as dgm-eval), ImageNet mean/std normalisation. The FD/KD/P-R-D-C
+  formulas then run on these features and are named ``FD_DINOv2``, ``KD_DINOv2``,
+  ``precision_DINOv2``, ... (never FID).
 * :class:`CLIPFeatures` -- ``clip`` (N, 512): the L2-normalised image embedding of CLIP ViT-B/32
-  (224x224 torch bicubic as the CMMD reference code, CLIP's mean/std), the input of CMMD (metrics/cmmd.py; Jayasumana et al. 2024
-  use ViT-L/14@336px, so CMMD here is the ViT-B/32 variant and says so in its settings).
+  (224x224 torch bicubic as the CMMD reference code, CLIP's mean/std), the input of CMMD
+  (metrics/cmmd.py; Jayasumana et al. 2024 use ViT-L/14@336px, so CMMD here is the ViT-B/32
+  variant, and the record names the network).
 
 Weights are plain state dicts read with ``torch.load(weights_only=True)`` from ``weights=`` or an
 environment variable (``GBENCH_DINOV2_WEIGHTS`` / ``GBENCH_CLIP_WEIGHTS``) and checked against their
@@ -40,15 +42,16 @@ CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 RESIZES = {
     "clean_bicubic": "per-channel PIL BICUBIC on the float image (clean-fid / dgm-eval's pil_resize; antialiased "
                      "when shrinking), clipped to [0, 255]",
-    "torch_bicubic": "torch bicubic interpolate (align_corners=False, no antialias, no clipping; google-research/cmmd's "
-                     "_resize_bicubic)",
+    "torch_bicubic": "torch bicubic interpolate (align_corners=False, no antialias, no clipping; "
+                     "google-research/cmmd's _resize_bicubic)",
 }
 
 
 def resize_normalise(x_uint8: torch.Tensor, size: int, mean, std, mode: str = "torch_bicubic") -> torch.Tensor:
     """uint8 NCHW -> ``size`` x ``size`` by ``mode`` (:data:`RESIZES`) -> [0, 1] -> ``(x - mean) / std`` per channel."""
     if mode not in RESIZES:
-        raise InputError(f"eval.features.resize={mode!r} is not a resize of this extractor; choose one of {list(RESIZES)}")
+        raise InputError(f"eval.features.resize={mode!r} is not a resize of this extractor; choose one of "
+                         f"{list(RESIZES)}")
     if tuple(x_uint8.shape[-2:]) == (size, size):
         x = x_uint8.float() / 255.0
     elif mode == "clean_bicubic":
@@ -182,8 +185,8 @@ class ViTFeatures(FeatureExtractor):
             "dims": dict(self.dims),
             "metric_names": self.metric_names(),
             "resize": self.resize,
-            "preprocessing": f"{RESIZES[self.resize]} to {self.image_size}x{self.image_size}, /255, normalised with mean "
-                             f"{self.mean} std {self.std}",
+            "preprocessing": f"{RESIZES[self.resize]} to {self.image_size}x{self.image_size}, /255, normalised with "
+                             f"mean {self.mean} std {self.std}",
             "features": self.feature_doc,
         }
 
@@ -242,4 +245,5 @@ class CLIPFeatures(ViTFeatures):
         return F.normalize(self.net(x).float(), dim=-1)
 
 
-__all__ = ["CLIPFeatures", "DINOv2Features", "RESIZES", "ViTFeatures", "read_state_dict", "resize_normalise", "resolve_weights"]
+__all__ = ["CLIPFeatures", "DINOv2Features", "RESIZES", "ViTFeatures", "read_state_dict", "resize_normalise",
+           "resolve_weights"]
