@@ -144,3 +144,17 @@ def test_guidance_presets_make_every_family_conditional_with_its_knob(compose):
             assert any(knob in s for s in cfg.model.sampling_sweep), (name, model)
             if model in ("ddpm", "iddpm"):
                 assert cfg.model.backend.classifier is True
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_wall_clock_presets_run_one_job_at_a_time(compose, name):
+    """A preset with a wall-clock training budget must not share the CPU between its jobs (that would
+    change every job's number of steps); step-budget sweeps run one job per core."""
+    import os
+
+    cfg = compose([f"experiment={name}"], return_hydra_config=True)
+    jobs = cfg.hydra.launcher.n_jobs
+    if cfg.train.get("max_minutes"):
+        assert jobs == 1, f"{name}: wall-clock budget but {jobs} jobs at a time"
+    elif name == "guidance_ring":
+        assert jobs == len(os.sched_getaffinity(0))
