@@ -79,3 +79,54 @@ def test_bad_input_fails_with_a_clear_message(tmp_path, override, message):
                        text=True, timeout=120)
     assert r.returncode != 0
     assert message in r.stdout + r.stderr
+
+
+def _workers_in(folder: Path) -> list[int]:
+    """PIDs of live sweep worker processes (joblib/loky workers) started in ``folder``."""
+    found = []
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (pid_dir / "cmdline").read_bytes().decode(errors="replace")
+            cwd = os.readlink(pid_dir / "cwd")
+            state = (pid_dir / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if cwd == str(folder) and "popen_loky" in cmd and state != "Z":
+            found.append(int(pid_dir.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_killing_a_parallel_sweep_stops_its_workers_with_a_checkpoint(tmp_path):
+    """SIGKILL of the `gbench` that runs a parallel sweep: its worker processes notice, checkpoint
+    and stop (no unsupervised training left behind), and their records say interrupted."""
+    sweep = tmp_path / "sweep"
+    with open(tmp_path / "gbench.out", "w") as out:  # a file, not a pipe: the workers inherit it
+        proc = subprocess.Popen(
+            GBENCH + ["-m", "model=gaussian", "seed=0,1", "train.max_steps=100000000", "train.log_every=100",
+                      "train.checkpoint_every=100000000", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    logs = [sweep / f"{i}_gaussian-ring8-s{i}" / "train_log.csv" for i in (0, 1)]
+    t0 = time.time()
+    while not all(log.exists() for log in logs):
+        assert proc.poll() is None, (tmp_path / "gbench.out").read_text()
+        assert time.time() - t0 < 240, "the sweep's training logs did not appear"
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        records = [log.parent / "results.json" for log in logs]
+        done = all(r.exists() and json.loads(r.read_text()).get("status") == "interrupted" for r in records)
+        if done and not _workers_in(tmp_path):
+            break
+        time.sleep(0.5)
+    left = _workers_in(tmp_path)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"sweep workers still running after their gbench died: {left}"
+    for log in logs:
+        rec = json.loads((log.parent / "results.json").read_text())
+        assert rec["status"] == "interrupted", rec.get("status")
+        assert load_checkpoint(log.parent / "checkpoints")["step"] > 0

@@ -119,10 +119,53 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         raise config_changed_error(run_dir, run_dir / "checkpoints" / "last.pt", diffs)
 
 
+_JOB_DONE = __import__("threading").Event()  # set when this process's current job has ended
+_WATCHING: list[bool] = []
+
+
+def stop_with_parent(poll_s: float = 1.0) -> bool:
+    """In a parallel sweep's worker process: when the ``gbench`` process that launched it dies
+    (killed, or interrupted), send this worker SIGTERM, so its training checkpoints and stops
+    like an interrupted run instead of running on unsupervised (and racing the rerun that
+    resumes it). Returns whether a watcher was started (only in a worker of the joblib launcher)."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    if multiprocessing.current_process().name == "MainProcess" or _WATCHING:
+        return False
+    if "joblib" not in str(HydraConfig.get().launcher.get("_target_", "")).lower():
+        return False
+    parent = os.getppid()
+    _WATCHING.append(True)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        _JOB_DONE.wait(timeout=600)  # the job checkpoints and writes its record, then the worker leaves:
+        os._exit(1)                  # nobody is left to send it another job
+
+    threading.Thread(target=watch, name="gbench-parent-watch", daemon=True).start()
+    return True
+
+
 def run_job(cfg: DictConfig) -> str:
+    """One job of a single run or a sweep: checks, then the stage(s), then its record."""
+    _JOB_DONE.clear()
+    try:
+        return _run_job(cfg)
+    finally:
+        _JOB_DONE.set()
+
+
+def _run_job(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:
+        stop_with_parent()
     try:
         OmegaConf.resolve(cfg)
         cfg = apply_per_model(cfg)
