@@ -20,6 +20,7 @@ difference is reported. Writes reports/default_benchmark_wall.{md,json}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def run(overrides: list[str], home: Path) -> tuple[float, Path]:
 def compare(a: Path, b: Path) -> dict:
     """Cell-by-cell comparison of two leaderboards: equal strings, and the largest relative numeric difference."""
     ta, tb = pd.read_csv(a, dtype=str, skiprows=1), pd.read_csv(b, dtype=str, skiprows=1)
-    skip = [c for c in ta.columns if any(w in c for w in ("wall", "images_per_s", "run_dir"))]
+    # left out: timings, run folders, and `config` (the command-line overrides, e.g. "threads=1")
+    skip = [c for c in ta.columns if any(w in c for w in ("wall", "images_per_s", "run_dir")) or c == "config"]
     ta, tb = ta.drop(columns=skip, errors="ignore"), tb.drop(columns=skip, errors="ignore")
     if ta.shape != tb.shape or list(ta.columns) != list(tb.columns):
         return {"same_shape": False, "bitwise": False}
@@ -81,26 +83,35 @@ def compare(a: Path, b: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "default_benchmark_wall"))
+    ap.add_argument("--note", default="", help="anything a reader needs to know (machine load, ...)")
+    ap.add_argument("--rescore", action="store_true", help="with --keep: compare the kept leaderboards again and "
+                    "rewrite the report with the wall times recorded in --out's JSON (no new runs)")
     ap.add_argument("--keep", default=None, help="an empty folder to run in and keep (home0, home1, home2), "
                     "e.g. to publish the parallel sweep with experiments/publish_sweep.py; default: a temporary one")
     args = ap.parse_args()
     load_before = os.getloadavg()
     walls, boards = {}, {}
-    with tempfile.TemporaryDirectory() as scratch:
-        tmp = args.keep or scratch
-        Path(tmp).mkdir(parents=True, exist_ok=True)
-        for i, (name, overrides) in enumerate(VARIANTS.items()):
-            home = Path(tmp) / f"home{i}"
-            home.mkdir()
-            walls[name], board = run(overrides, home)
-            boards[name] = board.read_text()
-            (Path(tmp) / f"board{i}.csv").write_text(boards[name])
-            print(f"{name}: {walls[name]:.1f} s", flush=True)
-        names = list(VARIANTS)
-        files = [Path(tmp) / f"board{i}.csv" for i in range(len(names))]
-        same_threads = compare(files[1], files[2])
-        vs_previous = compare(files[1], files[0])
-    load_after = os.getloadavg()
+    names = list(VARIANTS)
+    if args.rescore:
+        old = json.loads(Path(args.out).with_suffix(".json").read_text())
+        walls, load_before, load_after = old["wall_s"], old["loadavg_before"], old["loadavg_after"]
+        files = [Path(args.keep) / f"board{i}.csv" for i in range(len(names))]
+        same_threads, vs_previous = compare(files[1], files[2]), compare(files[1], files[0])
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = args.keep or scratch
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+            for i, (name, overrides) in enumerate(VARIANTS.items()):
+                home = Path(tmp) / f"home{i}"
+                home.mkdir()
+                walls[name], board = run(overrides, home)
+                boards[name] = board.read_text()
+                (Path(tmp) / f"board{i}.csv").write_text(boards[name])
+                print(f"{name}: {walls[name]:.1f} s", flush=True)
+            files = [Path(tmp) / f"board{i}.csv" for i in range(len(names))]
+            same_threads = compare(files[1], files[2])
+            vs_previous = compare(files[1], files[0])
+        load_after = os.getloadavg()
     speedup = walls[names[0]] / walls[names[1]]
     record = {"command": "python experiments/bench_default_benchmark.py", "cpu": cpu_model_name(),
               "cores": os.cpu_count(), "wall_s": walls, "speedup_parallel_over_previous": speedup,
@@ -131,10 +142,10 @@ session. Load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_bef
 
 **Parallel / previous default: {speedup:.2f}x faster.**
 
-Leaderboards (report/leaderboard.csv; wall-time, speed and run-folder columns left out):
+Leaderboards (report/leaderboard.csv; wall-time, speed, run-folder and override-label (`config`) columns left out):
 - parallel vs sequential with the same threads per job (threads=1): {said(same_threads)};
 - parallel vs the previous default (2 threads per job): {said(vs_previous)}.
-"""
+{chr(10) + args.note + chr(10) if args.note else ""}"""
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)
 
