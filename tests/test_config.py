@@ -158,3 +158,38 @@ def test_wall_clock_presets_run_one_job_at_a_time(compose, name):
         assert jobs == 1, f"{name}: wall-clock budget but {jobs} jobs at a time"
     elif name == "guidance_ring":
         assert jobs == len(os.sched_getaffinity(0))
+
+
+def test_ring_all_families_is_the_default_benchmark_plus_the_exact_likelihood_families(compose):
+    """Same data, budget and metrics as the default `gbench`, with the flow and the MADE added; every
+    job passes the up-front checks on the ring."""
+    from generative_bench.cli.task import apply_per_model
+    from generative_bench.validation import validate
+
+    default = compose(return_hydra_config=True)
+    cfg = compose(["experiment=ring_all_families"], return_hydra_config=True)
+    assert _sweep_models(cfg) == _sweep_models(default) + ["flow", "pixelcnn"]
+    assert cfg.data.name == default.data.name and cfg.train.max_steps == default.train.max_steps
+    assert cfg.eval.num_samples == default.eval.num_samples
+    for model in _sweep_models(cfg):
+        job = compose(["experiment=ring_all_families", f"model={model}"])
+        OmegaConf.resolve(job)
+        validate(apply_per_model(job))
+
+
+def test_new_families_cifar_cpu_runs_the_three_new_image_families_one_at_a_time(compose):
+    from generative_bench.cli.task import apply_per_model
+    from generative_bench.validation import validate
+
+    cfg = compose(["experiment=new_families_cifar_cpu"], return_hydra_config=True)
+    assert _sweep_models(cfg) == ["ldm", "flow", "pixelcnn"] and cfg.hydra.launcher.n_jobs == 1
+    assert cfg.data.name.startswith("cifar10") and cfg.eval.features.asset == "cifar10_resnet"
+    budgets = {}
+    for model in _sweep_models(cfg):
+        job = compose(["experiment=new_families_cifar_cpu", f"model={model}"])
+        OmegaConf.resolve(job)
+        job = apply_per_model(job)
+        validate(job)
+        budgets[model] = (job.train.max_steps, job.eval.num_samples)
+    # latent diffusion trains past its first stage; the PixelCNN draws few (sequential) samples
+    assert budgets["ldm"][0] > 600 and budgets["pixelcnn"] == (150, 16) and budgets["flow"] == (600, 200)
