@@ -34,6 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generative_bench.data.loading import load_split  # noqa: E402
 from generative_bench.errors import InputError  # noqa: E402
@@ -42,19 +43,9 @@ from generative_bench.evaluation.metrics.memorization import CT_FLAG, memorizati
 from generative_bench.evaluation.weights import file_sha256  # noqa: E402
 from generative_bench.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from generative_bench.records import environment_info  # noqa: E402
+from fid_vs_n import add_noise, data_cfg  # noqa: E402  (the same CIFAR JPEG split and pixel noise)
 
 PAIRS = 8
-
-
-def data_cfg(root: Path) -> dict:
-    return {"name": "cifar10-jpeg", "subset_seed": 0,
-            "source": {"_target_": "generative_bench.data.images.ImageFolderImages", "root": str(root),
-                       "name": "cifar10-jpeg", "variant": "JPEG q75 re-encoding of CIFAR-10"}}
-
-
-def add_noise(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (x.float() + sigma * torch.randn(x.shape, generator=g)).round().clamp(0, 255).to(torch.uint8)
 
 
 def read_npz_images(path: Path, n: int) -> torch.Tensor:

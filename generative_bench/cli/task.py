@@ -11,6 +11,7 @@ traceback only under ``--debug`` / ``HYDRA_FULL_ERROR=1``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         raise config_changed_error(run_dir, run_dir / "checkpoints" / "last.pt", diffs)
 
 
-_JOB_DONE = __import__("threading").Event()  # set when this process's current job has ended
+_JOB_DONE = threading.Event()  # set when this process's current job has ended
 _WATCHING: list[bool] = []
 
 
@@ -131,7 +132,6 @@ def stop_with_parent(poll_s: float = 1.0) -> bool:
     import multiprocessing
     import os
     import signal
-    import threading
 
     if multiprocessing.current_process().name == "MainProcess" or _WATCHING:
         return False
