@@ -208,11 +208,16 @@ def prdc(
         for c0 in range(0, n_samp, cb):
             c1 = min(c0 + cb, n_samp)
             d = sq_distances(ref[r0:r1], samp[c0:c1], ref_sq[r0:r1], samp_sq[c0:c1])
+            in_ref_pr = None
             if pr_k is not None:
-                samp_in[c0:c1] |= pr_cmp(d, ref_r[pr_k][r0:r1, None]).any(axis=0)
+                in_ref_pr = pr_cmp(d, ref_r[pr_k][r0:r1, None])
+                samp_in[c0:c1] |= in_ref_pr.any(axis=0)
                 ref_in[r0:r1] |= pr_cmp(d, samp_r[pr_k][None, c0:c1]).any(axis=1)
             if dc_k is not None:
-                samp_count[c0:c1] += dc_cmp(d, ref_r[dc_k][r0:r1, None]).sum(axis=0)
+                # the same balls and comparison as precision (prdc's convention): reuse its matrix
+                same = in_ref_pr is not None and dc_k == pr_k and dc_cmp is pr_cmp
+                in_ref_dc = in_ref_pr if same else dc_cmp(d, ref_r[dc_k][r0:r1, None])
+                samp_count[c0:c1] += np.count_nonzero(in_ref_dc, axis=0)
                 np.minimum(ref_nn[r0:r1], d.min(axis=1), out=ref_nn[r0:r1])
 
     out: dict[str, float] = {}
