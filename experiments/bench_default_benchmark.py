@@ -12,7 +12,10 @@ fresh GBENCH_HOME, interleaved in this order:
 Then compares the three leaderboards (report/leaderboard.csv) cell by cell: bitwise equality is
 expected between ``parallel`` and ``sequential, threads=1`` (same thread count per job); against
 ``threads=auto`` the BLAS reductions may differ in the last bits, so the largest relative
-difference is reported. Writes reports/default_benchmark_wall.{md,json}.
+difference is reported. Where the time goes comes from the run records of the one-thread
+sequential variant (no two jobs share the cores there): each backend's training, NLL and
+evaluation seconds, the evaluation split into the headline setting and the sampler sweep, and
+the most expensive sweep settings. Writes reports/default_benchmark_wall.{md,json}.
 
     python experiments/bench_default_benchmark.py
 """
@@ -80,6 +83,48 @@ def compare(a: Path, b: Path) -> dict:
             "max_rel_diff": worst}
 
 
+def breakdown(home: Path) -> dict:
+    """Seconds per stage and per sampler setting from the run records of one variant's sweep."""
+    jobs, settings = [], []
+    for rec_path in sorted((home / "runs").glob("*/*/results.json")):
+        rec = json.loads(rec_path.read_text())
+        wt = rec.get("wall_times", {})
+        evals = rec.get("evaluations", [])
+        per_eval = [sum(e.get("timings", {}).get(k, 0.0) for k in ("sample_s", "features_s", "metrics_s"))
+                    for e in evals]
+        jobs.append({"run": rec_path.parent.name, "train_s": wt.get("train_s", 0.0), "nll_s": wt.get("nll_s", 0.0),
+                     "evaluate_s": wt.get("evaluate_s", 0.0), "total_s": wt.get("total_s", 0.0),
+                     "headline_eval_s": per_eval[0] if per_eval else 0.0, "sweep_eval_s": sum(per_eval[1:]),
+                     "evaluations": len(evals)})
+        for e, sec in zip(evals, per_eval):
+            sampler = e.get("sampler", {})
+            settings.append({"run": rec_path.parent.name, "settings": sampler.get("settings", {}),
+                             "nfe": sampler.get("nfe"), "seconds": sec})
+    settings.sort(key=lambda r: -r["seconds"])
+    total = sum(j["total_s"] for j in jobs)
+    return {"jobs": jobs, "job_seconds": total, "top_settings": settings[:6]}
+
+
+def breakdown_md(b: dict, cores: int) -> str:
+    rows = "\n".join(f"| {j['run']} | {j['train_s']:.1f} | {j['nll_s']:.1f} | {j['headline_eval_s']:.1f} | "
+                     f"{j['sweep_eval_s']:.1f} ({j['evaluations'] - 1} settings) | {j['total_s']:.1f} |" for j in b["jobs"])
+    top = "\n".join(f"| {t['run']} | `{t['settings']}` | {t['nfe']} | {t['seconds']:.1f} |" for t in b["top_settings"])
+    return f"""
+## Where the time goes (sequential, threads=1: one job on one core at a time)
+
+| job | train s | NLL s | headline setting s | sampler sweep s | job total s |
+|---|---|---|---|---|---|
+{rows}
+
+The jobs add up to {b['job_seconds']:.0f} core-seconds: on {cores} cores no schedule of these four
+jobs ends before {b['job_seconds'] / cores:.0f} s, plus start-up and the report. The most expensive sampler settings:
+
+| job | setting | NFE | seconds |
+|---|---|---|---|
+{top}
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "default_benchmark_wall"))
@@ -97,6 +142,7 @@ def main() -> None:
         walls, load_before, load_after = old["wall_s"], old["loadavg_before"], old["loadavg_after"]
         files = [Path(args.keep) / f"board{i}.csv" for i in range(len(names))]
         same_threads, vs_previous = compare(files[1], files[2]), compare(files[1], files[0])
+        where = breakdown(Path(args.keep) / "home2")
     else:
         with tempfile.TemporaryDirectory() as scratch:
             tmp = args.keep or scratch
@@ -111,12 +157,13 @@ def main() -> None:
             files = [Path(tmp) / f"board{i}.csv" for i in range(len(names))]
             same_threads = compare(files[1], files[2])
             vs_previous = compare(files[1], files[0])
+            where = breakdown(Path(tmp) / "home2")
         load_after = os.getloadavg()
     speedup = walls[names[0]] / walls[names[1]]
     record = {"command": "python experiments/bench_default_benchmark.py", "cpu": cpu_model_name(),
               "cores": os.cpu_count(), "wall_s": walls, "speedup_parallel_over_previous": speedup,
               "parallel_vs_sequential_threads1": same_threads, "parallel_vs_previous": vs_previous,
-              "loadavg_before": load_before, "loadavg_after": load_after}
+              "loadavg_before": load_before, "loadavg_after": load_after, "breakdown": where}
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), record)
     rows = "\n".join(f"| {n} | `gbench {' '.join(VARIANTS[n])}` | {walls[n]:.1f} |" for n in names)
@@ -145,7 +192,7 @@ session. Load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_bef
 Leaderboards (report/leaderboard.csv; wall-time, speed, run-folder and override-label (`config`) columns left out):
 - parallel vs sequential with the same threads per job (threads=1): {said(same_threads)};
 - parallel vs the previous default (2 threads per job): {said(vs_previous)}.
-{chr(10) + args.note + chr(10) if args.note else ""}"""
+{chr(10) + args.note + chr(10) if args.note else ""}{breakdown_md(where, os.cpu_count() or 1)}"""
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)
 
