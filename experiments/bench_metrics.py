@@ -32,7 +32,8 @@ the cold case has just cached.
   (default 20,000) it is not run: at 50,000 that is over 20 GB; ours works in blocks.
 
 Every case's peak resident memory above the process's resident size before the case is
-sampled from /proc/self/statm (every 5 ms); sizes above ``--single-repeat-above`` run once.
+sampled from /proc/self/statm (every 5 ms); sizes above ``--single-repeat-above`` run once, and
+without the cases named by ``--large-skip`` (e.g. those whose cost does not grow with N).
 
     OMP_NUM_THREADS=1 python experiments/bench_metrics.py [--sizes 2000 10000 50000] [--dim 2048] [--repeats 3]
     python experiments/bench_metrics.py --render reports/bench_metrics.json   # re-write the .md from a record
@@ -205,9 +206,12 @@ def cases_for(n: int, d: int, args) -> tuple[dict, dict]:
         cases.pop("prdc/prdc package")
         skipped["prdc/prdc package"] = (f"not run above N = {args.prdc_package_max_n:,}: its three dense N x N float32 "
                                         f"distance matrices alone are {3 * n * n * 4 / 2**30:.0f} GiB at N = {n:,}")
-    if args.skip:
-        skipped.update({k: "skipped (--skip)" for k in cases if any(s in k for s in args.skip)})
-        cases = {k: v for k, v in cases.items() if not any(s in k for s in args.skip)}
+    skip = [(s, "skipped (--skip)") for s in args.skip]
+    if n > args.single_repeat_above:
+        skip += [(s, f"skipped above N = {args.single_repeat_above:,} (--large-skip)") for s in args.large_skip]
+    for pattern, why in skip:
+        skipped.update({k: why for k in cases if pattern in k})
+        cases = {k: v for k, v in cases.items() if pattern not in k}
     inputs = {"real": real, "fake": fake, "s_real": s_real, "s_fake": s_fake, "kid_kw": kid_kw, "skipped": skipped}
     return cases, inputs
 
@@ -471,6 +475,8 @@ def main() -> None:
     ap.add_argument("--prdc-package-max-n", type=int, default=20_000,
                     help="largest N at which the prdc package (dense N x N matrices) is run")
     ap.add_argument("--skip", nargs="*", default=[], help="skip cases whose name contains one of these strings")
+    ap.add_argument("--large-skip", nargs="*", default=[],
+                    help="above --single-repeat-above, also skip cases whose name contains one of these strings")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_metrics"))
     ap.add_argument("--render", help="only re-write the markdown of this saved .json record")
     args = ap.parse_args()

@@ -1,6 +1,6 @@
 """experiments/bench_metrics.py end to end on small inputs: every case runs, the peers agree with
 ours on the same features, the growth table and the matrix-product floors are written, and the
-prdc package is left out (with the reason) above its size limit."""
+prdc package (and the --large-skip cases) are left out, with the reason, above their size limits."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_bench_metrics_runs_small_and_agrees_with_the_peers(tmp_path):
     out = tmp_path / "bench"
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_metrics.py"), "--sizes", "120", "300", "--dim", "32",
            "--repeats", "1", "--kid-subsets", "4", "--kid-subset-size", "100", "--prdc-package-max-n", "200",
-           "--out", str(out)]
+           "--single-repeat-above", "200", "--large-skip", "cached", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads(out.with_suffix(".json").read_text())
@@ -35,6 +35,8 @@ def test_bench_metrics_runs_small_and_agrees_with_the_peers(tmp_path):
     assert small["prdc"]["max_abs_diff"] < 1e-12
     assert "prdc/prdc package" in small["median_s"] and "prdc/prdc package" not in large["median_s"]
     assert "not run above N = 200" in large["skipped"]["prdc/prdc package"]
+    assert "prdc/ours (reference radii cached)" in large["skipped"] and "prdc/ours (cold)" in large["median_s"]
+    assert "prdc/ours (reference radii cached)" in small["median_s"]
     md = out.with_suffix(".md").read_text()
     assert "## Growth with N" in md and "| N = 120 | N = 300 |" in md
     assert "Matrix-product floor" in md and "fid from features: pytorch-fid / ours" in md
