@@ -418,7 +418,9 @@ def markdown(record: dict) -> str:
             r = res["gemm_gflops"]
             lines += ["", f"Matrix-product floor at the measured BLAS rate (float32 {r['float32']:.1f} GFLOP/s, float64 "
                       f"{r['float64']:.1f} GFLOP/s, (4096 x {res['dim']}) @ ({res['dim']} x 4096), best of 3): the flops "
-                      "each case cannot avoid, and the share of its median time they explain.", "",
+                      "each case cannot avoid, and the share of its median time they explain (on a loaded machine the rate "
+                      "measured at that moment can be below the rate a case saw, and a share above 100% is that noise).",
+                      "",
                       "| case | GFLOP | dtype | floor s | floor / median |", "|---|---|---|---|---|"]
             for name, f in res["gemm_floors"].items():
                 med = res["median_s"].get(name)
