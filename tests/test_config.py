@@ -117,29 +117,30 @@ def _sweep_models(cfg) -> list[str]:
     return [m.strip() for m in str(cfg.hydra.sweeper.params.model).split(",")]
 
 
+def _job(compose, preset: str, model: str):
+    """The resolved config one job of ``preset``'s sweep runs with (per_model settings merged)."""
+    from generative_bench.cli.task import apply_per_model
+
+    cfg = compose([f"experiment={preset}", f"model={model}"])
+    OmegaConf.resolve(cfg)
+    return apply_per_model(cfg)
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_model_of_every_preset_validates(compose, name):
     """Each (preset, model) job of a preset's sweep passes the up-front checks (which also build the
     untrained backend and check its sampling options), so no preset fails after training."""
-    from generative_bench.cli.task import apply_per_model
     from generative_bench.validation import validate
 
-    models = _sweep_models(compose([f"experiment={name}"], return_hydra_config=True))
-    for model in models:
-        cfg = compose([f"experiment={name}", f"model={model}"])
-        OmegaConf.resolve(cfg)
-        validate(apply_per_model(cfg))
+    for model in _sweep_models(compose([f"experiment={name}"], return_hydra_config=True)):
+        validate(_job(compose, name, model))
 
 
 def test_guidance_presets_make_every_family_conditional_with_its_knob(compose):
-    from generative_bench.cli.task import apply_per_model
-
     knobs = {"gan": "truncation", "vae": "temperature", "ddpm": "classifier_scale", "iddpm": "cfg_scale"}
     for name, classes in (("guidance_ring", 8), ("guidance_cifar_cpu", 10)):
         for model, knob in knobs.items():
-            cfg = compose([f"experiment={name}", f"model={model}"])
-            OmegaConf.resolve(cfg)
-            cfg = apply_per_model(cfg)
+            cfg = _job(compose, name, model)
             assert cfg.model.backend.num_classes == classes
             assert any(knob in s for s in cfg.model.sampling_sweep), (name, model)
             if model in ("ddpm", "iddpm"):
@@ -161,35 +162,22 @@ def test_wall_clock_presets_run_one_job_at_a_time(compose, name):
 
 
 def test_ring_all_families_is_the_default_benchmark_plus_the_exact_likelihood_families(compose):
-    """Same data, budget and metrics as the default `gbench`, with the flow and the MADE added; every
-    job passes the up-front checks on the ring."""
-    from generative_bench.cli.task import apply_per_model
-    from generative_bench.validation import validate
-
+    """Same data, budget and metrics as the default `gbench`, with the flow and the MADE added (every
+    job's up-front checks: test_every_model_of_every_preset_validates)."""
     default = compose(return_hydra_config=True)
     cfg = compose(["experiment=ring_all_families"], return_hydra_config=True)
     assert _sweep_models(cfg) == _sweep_models(default) + ["flow", "pixelcnn"]
     assert cfg.data.name == default.data.name and cfg.train.max_steps == default.train.max_steps
     assert cfg.eval.num_samples == default.eval.num_samples
-    for model in _sweep_models(cfg):
-        job = compose(["experiment=ring_all_families", f"model={model}"])
-        OmegaConf.resolve(job)
-        validate(apply_per_model(job))
 
 
 def test_new_families_cifar_cpu_runs_the_three_new_image_families_one_at_a_time(compose):
-    from generative_bench.cli.task import apply_per_model
-    from generative_bench.validation import validate
-
     cfg = compose(["experiment=new_families_cifar_cpu"], return_hydra_config=True)
     assert _sweep_models(cfg) == ["ldm", "flow", "pixelcnn"] and cfg.hydra.launcher.n_jobs == 1
     assert cfg.data.name.startswith("cifar10") and cfg.eval.features.asset == "cifar10_resnet"
     budgets = {}
     for model in _sweep_models(cfg):
-        job = compose(["experiment=new_families_cifar_cpu", f"model={model}"])
-        OmegaConf.resolve(job)
-        job = apply_per_model(job)
-        validate(job)
+        job = _job(compose, "new_families_cifar_cpu", model)
         budgets[model] = (job.train.max_steps, job.eval.num_samples)
     # latent diffusion trains past its first stage; the PixelCNN draws few (sequential) samples
     assert budgets["ldm"][0] > 600 and budgets["pixelcnn"] == (150, 16) and budgets["flow"] == (600, 200)
