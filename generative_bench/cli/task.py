@@ -11,6 +11,9 @@ traceback only under ``--debug`` / ``HYDRA_FULL_ERROR=1``.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -44,8 +47,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def debug_mode() -> bool:
-    import os
-
     return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
 
 
@@ -86,8 +87,6 @@ def apply_per_model(cfg: DictConfig) -> DictConfig:
 def set_threads(cfg: DictConfig, multirun: bool) -> int:
     """``threads: auto``: all cores, or cores / n_jobs when the sweep's jobs run in parallel
     (joblib launcher), so parallel jobs do not oversubscribe the CPU; an int sets it."""
-    import os
-
     want = cfg.get("threads", "auto")
     if want != "auto":
         if isinstance(want, bool) or not isinstance(want, int) or want < 1:
@@ -121,7 +120,7 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
 
 
 _JOB_DONE = threading.Event()  # set when this process's current job has ended
-_WATCHING: list[bool] = []
+_WATCHING = threading.Event()  # set once this worker process watches its parent
 
 
 def stop_with_parent(poll_s: float = 1.0) -> bool:
@@ -129,16 +128,12 @@ def stop_with_parent(poll_s: float = 1.0) -> bool:
     (killed, or interrupted), send this worker SIGTERM, so its training checkpoints and stops
     like an interrupted run instead of running on unsupervised (and racing the rerun that
     resumes it). Returns whether a watcher was started (only in a worker of the joblib launcher)."""
-    import multiprocessing
-    import os
-    import signal
-
-    if multiprocessing.current_process().name == "MainProcess" or _WATCHING:
+    if multiprocessing.current_process().name == "MainProcess" or _WATCHING.is_set():
         return False
     if "joblib" not in str(HydraConfig.get().launcher.get("_target_", "")).lower():
         return False
     parent = os.getppid()
-    _WATCHING.append(True)
+    _WATCHING.set()
 
     def watch():
         while os.getppid() == parent:
