@@ -182,3 +182,25 @@ def test_kid_index_sets_are_checked():
         mmd2_subsets(a, b, np.zeros((2, 3), int), np.full((2, 3), 20))
     with pytest.raises(InputError, match="shape"):
         mmd2_subsets(a, b, np.zeros((2, 3), int), np.zeros((2, 4), int))
+
+
+@pytest.mark.parametrize("degree", [3, 2.5])
+def test_kid_kernel_chunks_give_the_same_bits_as_one_pass(monkeypatch, degree):
+    """The kernel's element-wise passes run on row chunks: several chunks with a remainder give
+    exactly the values of one pass over the whole block."""
+    from generative_bench.evaluation.metrics import _chunks
+    from generative_bench.evaluation.metrics.kid import _Kernel
+
+    rng = np.random.default_rng(3)
+    a = np.abs(rng.standard_normal((90, 48))).astype(np.float32)
+    b = np.abs(rng.standard_normal((70, 48))).astype(np.float32)
+    kern = _Kernel(a.mean(0, dtype=np.float64), b.mean(0, dtype=np.float64), 1 / 48, 1.0, degree, np.float32)
+    g = a @ b.T
+    whole = g * np.float32(1 / 48) + np.float32(1)
+    whole = (whole * whole * whole if degree == 3 else np.power(whole, degree)) - np.float32(kern.center)
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 70 * 8 + 5)  # 8 rows a chunk: 11 chunks and a remainder of 2
+    np.testing.assert_array_equal(kern(g.copy()), whole)
+    idx1, idx2 = kid_subset_indices(90, 70, 4, 30, seed=1)
+    chunked = mmd2_subsets(a, b, idx1, idx2, degree=degree, strategy="once", block=32)
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 1 << 30)
+    np.testing.assert_array_equal(chunked, mmd2_subsets(a, b, idx1, idx2, degree=degree, strategy="once", block=32))

@@ -184,3 +184,21 @@ def test_reference_radii_are_cached_by_content(monkeypatch):
     assert module.cache_info()["entries"] == 2
     module.clear_cache()
     assert module.cache_info() == {"entries": 0, "bytes": 0}
+
+
+def test_distance_chunks_give_the_same_bits_as_one_pass(monkeypatch):
+    """Distances are finished on row chunks: several chunks with a remainder give exactly the
+    values (and so the metrics) of one pass over the whole block."""
+    from generative_bench.evaluation.metrics import _chunks
+    from generative_bench.evaluation.metrics.prdc import sq_distances
+
+    rng = np.random.default_rng(4)
+    u = rng.standard_normal((83, 40)).astype(np.float32)
+    v = rng.standard_normal((61, 40)).astype(np.float32)
+    u_sq, v_sq = np.einsum("ij,ij->i", u, u), np.einsum("ij,ij->i", v, v)
+    whole = np.maximum((u @ v.T) * -2 + np.add.outer(u_sq, v_sq), 0)
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 61 * 10 + 3)  # 10 rows a chunk: 8 chunks and a remainder of 3
+    np.testing.assert_array_equal(sq_distances(u, v), whole)
+    chunked = prdc(u, v, pr_k=3, dc_k=5, cache_reference=False, row_batch_size=32, col_batch_size=32)
+    monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 1 << 30)
+    assert chunked == prdc(u, v, pr_k=3, dc_k=5, cache_reference=False, row_batch_size=32, col_batch_size=32)

@@ -39,6 +39,7 @@ import numpy as np
 
 from generative_bench.errors import InputError
 
+from . import _chunks
 from ._checks import as_features, check_positive_int, check_same_dim
 
 _COMPARISONS = {"<=": np.less_equal, "<": np.less}
@@ -69,9 +70,16 @@ def sq_distances(u: np.ndarray, v: np.ndarray, u_sq: np.ndarray | None = None, v
     if v_sq is None:
         v_sq = np.einsum("ij,ij->i", v, v)
     d = u @ v.T  # u @ u.T (the same rows): a symmetric product, BLAS syrk
-    d *= -2
-    d += np.add.outer(u_sq, v_sq)
-    np.maximum(d, 0, out=d)
+    # the three element-wise passes run on cache-sized row chunks, one small buffer for the norms' sums
+    rows = _chunks.rows_per_chunk(d.shape[1])
+    buf = np.empty((min(rows, len(d)), d.shape[1]), dtype=d.dtype)
+    for r0 in range(0, len(d), rows):
+        chunk = d[r0:r0 + rows]
+        norms = buf[:len(chunk)]
+        np.add.outer(u_sq[r0:r0 + rows], v_sq, out=norms)
+        chunk *= -2
+        chunk += norms
+        np.maximum(chunk, 0, out=chunk)
     return d
 
 
