@@ -217,8 +217,7 @@ weights in float64 at load time; on CPU each conv + bias + ReLU is one oneDNN ca
 as post-op and the weights prepacked once (oneDNN fused conv available here:
 {record['oneDNN_fused_conv']}), instead of conv, BatchNorm and ReLU passes and a weight reorder
 per call; channels_last activations end to end; the pool branches' average pools moved after
-their 1x1 conv (fewer channels to pool); a block's sibling 1x1 convs on its input run as one
-conv (one wider matrix product); the TF-1 resize gathers columns then rows once, in
+their 1x1 conv (fewer channels to pool); the TF-1 resize gathers columns then rows once, in
 NHWC; one matmul for the logits.
 
 Machine load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_before)}, after

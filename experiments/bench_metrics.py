@@ -279,6 +279,22 @@ def gemm_floors(n: int, d: int, kid_kw: dict, kid_strategy: str, rates: dict[str
     return {k: {"gflop": f / 1e9, "dtype": dt, "floor_s": f / 1e9 / rates[dt]} for k, (f, dt) in flops.items()}
 
 
+FLOOR_PAIRS = {"kid: torch-fidelity / ours": ("kid/torch-fidelity", "kid/ours"),
+               "prdc: prdc package / ours (cold)": ("prdc/prdc package", "prdc/ours (cold)"),
+               "prdc: prdc package / ours (cached radii)": ("prdc/prdc package", "prdc/ours (reference radii cached)")}
+
+
+def floor_ceilings(res: dict) -> dict[str, tuple[float, float | None]]:
+    """Per peer pair: (peer floor / our floor, measured peer median / our median)."""
+    floors, med = res.get("gemm_floors", {}), res["median_s"]
+    out = {}
+    for label, (peer, ours) in FLOOR_PAIRS.items():
+        if peer in floors and ours in floors and peer in med:
+            measured = med[peer] / med[ours] if med.get(ours) else None
+            out[label] = (floors[peer]["floor_s"] / floors[ours]["floor_s"], measured)
+    return out
+
+
 def bench_size(n: int, d: int, args) -> dict:
     from threadpoolctl import threadpool_limits
 
@@ -426,6 +442,12 @@ def markdown(record: dict) -> str:
                 med = res["median_s"].get(name)
                 share = "-" if not med else format(f["floor_s"] / med, ".0%")
                 lines.append(f"| {name} | {f['gflop']:,.0f} | {f['dtype']} | {f['floor_s']:.2f} | {share} |")
+            ceilings = floor_ceilings(res)
+            if ceilings:
+                lines += ["", "The speed-up each pair could reach if both sides ran their matrix products at the "
+                          "measured rate and did nothing else (peer floor / our floor), against the measured one:", "",
+                          "| pair | ceiling | measured |", "|---|---|---|"]
+                lines += [f"| {k} | {c:.2f}x | {fmt(m, '.2f')}x |" for k, (c, m) in ceilings.items()]
         lines += ["", "| ratio (speed-up) | value |", "|---|---|"]
         lines += [f"| {k} | {v:.2f}x |" for k, v in res["ratios"].items()]
         fid = res["fid"]

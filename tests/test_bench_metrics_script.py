@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import bench_metrics as bench  # noqa: E402
 
 
 def test_bench_metrics_runs_small_and_agrees_with_the_peers(tmp_path):
@@ -40,3 +43,8 @@ def test_bench_metrics_runs_small_and_agrees_with_the_peers(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "## Growth with N" in md and "| N = 120 | N = 300 |" in md
     assert "Matrix-product floor" in md and "fid from features: pytorch-fid / ours" in md
+    # the flop-bound ceilings: torch-fidelity's per-subset products are 4 s m^2 d flops, ours 4 n^2 d (once)
+    ceilings = bench.floor_ceilings(small)
+    kid = small["gemm_floors"]
+    assert ceilings["kid: torch-fidelity / ours"][0] == kid["kid/torch-fidelity"]["floor_s"] / kid["kid/ours"]["floor_s"]
+    assert "| kid: torch-fidelity / ours |" in md and "(peer floor / our floor)" in md

@@ -104,7 +104,7 @@ def test_unfused_network_matches_torch_fidelity(weights_file, images, reference)
 
 
 def test_extractor_matches_torch_fidelity(ours, images, reference, weights_file):
-    """The public path: BN folded, merged 1x1 convs, channels_last, oneDNN fused conv+ReLU."""
+    """The public path: BN folded, channels_last, oneDNN fused conv+ReLU."""
     feats = ours.extract_tensor(images)  # batch_size 2: a full and a partial batch
     assert feats.dims == {"pool": 2048, "spatial": 2023, "logits": 1008}
     for key in ("pool", "logits", "spatial"):
@@ -134,21 +134,6 @@ def test_random_init_is_seeded_and_hashed(ours, weights_file):
     assert wts.state_dict_sha256(same) == ours.state_sha256 == ours.describe()["weights_sha256"]
     assert wts.state_dict_sha256(other) != ours.state_sha256
     assert not torch.equal(same["fc.weight"], other["fc.weight"])
-
-
-def test_sibling_1x1_convs_run_as_one_conv_with_the_same_outputs(ours, images):
-    """Once fused, the A/C/D/E blocks compute their sibling 1x1 convs as one conv; the channels it
-    returns are those of the separate convs."""
-    merged = [m for m in ours.net.modules() if isinstance(m, inc._Block) and hasattr(m, "siblings")]
-    assert len(merged) == 3 + 4 + 1 + 2  # Mixed_5b-5d, 6b-6e, 7a, 7b-7c
-    block = ours.net.Mixed_6b
-    x = torch.randn(2, 768, 17, 17).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        together = block.sibling_outputs(x)
-        apart = [getattr(block, name)(x) for name in block.SIBLINGS]
-    assert [t.shape[1] for t in together] == [192, 128, 128]
-    for a, b in zip(together, apart):
-        assert _rel(a, b) < 1e-6
 
 
 def test_flop_count_of_the_benchmark_is_inception_v3s():

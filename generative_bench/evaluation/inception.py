@@ -199,35 +199,15 @@ def _avg3(x):
 
 
 class _Block(nn.Module):
-    """An Inception block; :meth:`fuse_` folds the BatchNorm of every conv it contains.
-
-    ``SIBLINGS`` names the block's 1x1 convs that read the block input and are followed by a ReLU
-    (the pool branch's conv is not: its ReLU comes after the pool). Once fused they run as one
-    conv whose output channels are theirs side by side, then split: one larger matrix product
-    instead of two or three thin ones (the same sums per output channel)."""
-
-    SIBLINGS: tuple[str, ...] = ()
+    """An Inception block; :meth:`fuse_` folds the BatchNorm of every conv it contains."""
 
     def fuse_(self) -> None:
         for m in self.children():
             if isinstance(m, BasicConv2d):
                 m.fuse_()
-        if len(self.SIBLINGS) > 1 and not hasattr(self, "siblings"):
-            convs = [getattr(self, name).conv for name in self.SIBLINGS]
-            self.siblings = FusedConv(torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]),
-                                      [1, 1], [0, 0])
-            self.sibling_sizes = [c.weight.shape[0] for c in convs]
-
-    def sibling_outputs(self, x) -> list[torch.Tensor]:
-        """The outputs of the ``SIBLINGS`` convs on the block input ``x``, in that order."""
-        if hasattr(self, "siblings"):
-            return list(torch.split(self.siblings(x), self.sibling_sizes, dim=1))
-        return [getattr(self, name)(x) for name in self.SIBLINGS]
 
 
 class InceptionA(_Block):
-    SIBLINGS = ("branch1x1", "branch5x5_1", "branch3x3dbl_1")
-
     def __init__(self, cin: int, pool_features: int):
         super().__init__()
         self.branch1x1 = BasicConv2d(cin, 64, kernel_size=1)
@@ -239,7 +219,7 @@ class InceptionA(_Block):
         self.branch_pool = BasicConv2d(cin, pool_features, kernel_size=1)
 
     def forward(self, x):
-        b1, b5, b3 = self.sibling_outputs(x)
+        b1, b5, b3 = self.branch1x1(x), self.branch5x5_1(x), self.branch3x3dbl_1(x)
         bp = self.branch_pool.after_avg3(x)
         b5 = self.branch5x5_2(b5)
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(b3))
@@ -263,8 +243,6 @@ class InceptionB(_Block):
 
 
 class InceptionC(_Block):
-    SIBLINGS = ("branch1x1", "branch7x7_1", "branch7x7dbl_1")
-
     def __init__(self, cin: int, channels_7x7: int):
         super().__init__()
         c7 = channels_7x7
@@ -280,7 +258,7 @@ class InceptionC(_Block):
         self.branch_pool = BasicConv2d(cin, 192, kernel_size=1)
 
     def forward(self, x):
-        b1, b7, bd = self.sibling_outputs(x)
+        b1, b7, bd = self.branch1x1(x), self.branch7x7_1(x), self.branch7x7dbl_1(x)
         bp = self.branch_pool.after_avg3(x)
         b7 = self.branch7x7_3(self.branch7x7_2(b7))
         for i in (2, 3, 4, 5):
@@ -290,8 +268,6 @@ class InceptionC(_Block):
 
 class InceptionD(_Block):
     """Grid reduction 17 -> 8 (Mixed_7a); unchanged from torchvision."""
-
-    SIBLINGS = ("branch3x3_1", "branch7x7x3_1")
 
     def __init__(self, cin: int):
         super().__init__()
@@ -303,7 +279,7 @@ class InceptionD(_Block):
         self.branch7x7x3_4 = BasicConv2d(192, 192, kernel_size=3, stride=2)
 
     def forward(self, x):
-        b3, b7 = self.sibling_outputs(x)
+        b3, b7 = self.branch3x3_1(x), self.branch7x7x3_1(x)
         b3 = self.branch3x3_2(b3)
         b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(b7)))
         return torch.cat([b3, b7, F.max_pool2d(x, 3, stride=2)], 1)
@@ -312,8 +288,6 @@ class InceptionD(_Block):
 class InceptionE(_Block):
     """Mixed_7b (``pool='avg'``, padding-ignoring) and Mixed_7c (``pool='max'``: the TF graph's
     max pool, where the paper and torchvision use an average pool)."""
-
-    SIBLINGS = ("branch1x1", "branch3x3_1", "branch3x3dbl_1")
 
     def __init__(self, cin: int, pool: str):
         super().__init__()
@@ -331,7 +305,7 @@ class InceptionE(_Block):
         self.branch_pool = BasicConv2d(cin, 192, kernel_size=1)
 
     def forward(self, x):
-        b1, b3, bd = self.sibling_outputs(x)
+        b1, b3, bd = self.branch1x1(x), self.branch3x3_1(x), self.branch3x3dbl_1(x)
         if self.pool == "avg":
             bp = self.branch_pool.after_avg3(x)
         else:
