@@ -6,9 +6,20 @@ would be a fresh allocation per block)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
+
 CHUNK_ELEMENTS = 1 << 17  # 512 KiB of float32: within a core's L2 cache
 
 
 def rows_per_chunk(n_cols: int) -> int:
     """How many rows of ``n_cols`` values make one chunk (at least one)."""
     return max(1, CHUNK_ELEMENTS // max(1, int(n_cols)))
+
+
+def row_chunks(a: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, view)`` of each chunk of the 2-D array ``a`` (views: writes reach ``a``)."""
+    rows = rows_per_chunk(a.shape[1])
+    for r0 in range(0, len(a), rows):
+        yield r0, a[r0:r0 + rows]

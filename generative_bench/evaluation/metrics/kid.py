@@ -97,13 +97,12 @@ class _Kernel:
     def __call__(self, g: np.ndarray) -> np.ndarray:
         """Centred kernel values from dot products ``g`` (overwritten), computed on cache-sized
         row chunks: the element-wise passes then run in the core's cache, not through memory."""
-        rows = _chunks.rows_per_chunk(g.shape[-1]) if g.ndim == 2 else len(g)
         gamma, coef0, center = g.dtype.type(self.gamma), g.dtype.type(self.coef0), g.dtype.type(self.center)
         deg = self.degree
         small_int = isinstance(deg, (int, np.integer)) and 1 <= deg <= 8
-        base = np.empty((min(rows, len(g)),) + g.shape[1:], dtype=g.dtype) if small_int and deg > 1 else None
-        for r0 in range(0, len(g), rows):
-            chunk = g[r0:r0 + rows]
+        rows = min(_chunks.rows_per_chunk(g.shape[1]), len(g))
+        base = np.empty((rows, g.shape[1]), dtype=g.dtype) if small_int and deg > 1 else None
+        for _, chunk in _chunks.row_chunks(g):
             chunk *= gamma
             chunk += coef0
             if small_int:

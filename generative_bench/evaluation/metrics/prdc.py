@@ -71,12 +71,10 @@ def sq_distances(u: np.ndarray, v: np.ndarray, u_sq: np.ndarray | None = None, v
         v_sq = np.einsum("ij,ij->i", v, v)
     d = u @ v.T  # u @ u.T (the same rows): a symmetric product, BLAS syrk
     # the three element-wise passes run on cache-sized row chunks, one small buffer for the norms' sums
-    rows = _chunks.rows_per_chunk(d.shape[1])
-    buf = np.empty((min(rows, len(d)), d.shape[1]), dtype=d.dtype)
-    for r0 in range(0, len(d), rows):
-        chunk = d[r0:r0 + rows]
+    buf = np.empty((min(_chunks.rows_per_chunk(d.shape[1]), len(d)), d.shape[1]), dtype=d.dtype)
+    for r0, chunk in _chunks.row_chunks(d):
         norms = buf[:len(chunk)]
-        np.add.outer(u_sq[r0:r0 + rows], v_sq, out=norms)
+        np.add.outer(u_sq[r0:r0 + len(chunk)], v_sq, out=norms)
         chunk *= -2
         chunk += norms
         np.maximum(chunk, 0, out=chunk)
