@@ -23,17 +23,30 @@ samples whatever the batch size, the number of ranks, or the stage that draws th
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
 #: networks see chunks of exactly this many images unless the caller says otherwise
 DEFAULT_CHUNK = 256
+#: ``eval.chunk: auto`` on 2-D data: points per network call. The toy networks are small MLPs whose
+#: matrix products give each row the same bits from a few rows on (checked from 8 to 2,500 rows),
+#: so larger chunks change no sample and spread each call's fixed cost over more points
+#: (500 divides the usual 2,500-sample sets: no padding)
+VECTOR_CHUNK = 500
 IMAGE_SEED_RULE = ("image i of a set drawn with seed s uses its own torch.Generator seeded with "
                    "splitmix64(s * 2^32 + i); networks run on fixed chunks of images")
 
 _MASK64 = (1 << 64) - 1
+
+#: torch's CPU ``normal_`` fills a tensor of fewer elements than this one element at a time from
+#: the generator's stream of normals (Box-Muller pairs, the second one kept in the generator for
+#: the next draw), so back-to-back draws of such sizes give the same numbers as one draw of their
+#: total size; at this size and above it switches to a vectorised fill whose numbers differ
+SERIAL_NORMAL_ELEMENTS = 16
 
 
 def _splitmix64(x: int) -> int:
@@ -48,6 +61,25 @@ def image_seed(seed: int, index: int) -> int:
     """The seed of image ``index`` in the set drawn with ``seed`` (63 bits, never colliding
     for indices below 2^32)."""
     return _splitmix64(((int(seed) & 0xFFFFFFFF) << 32) | (int(index) & 0xFFFFFFFF)) >> 1
+
+
+def draw_sizes(eval_cfg: Any, is_image: bool) -> tuple[int, int]:
+    """(samples per draw, samples per network call) from ``eval.batch_size`` and ``eval.chunk``.
+
+    ``chunk: auto`` is :data:`DEFAULT_CHUNK` for images and :data:`VECTOR_CHUNK` for 2-D points;
+    ``batch_size: auto`` is the chunk (one network call per draw)."""
+    from generative_bench.errors import InputError
+
+    def size(key: str, auto: int) -> int:
+        value = eval_cfg.get(key, "auto")
+        if value is None or str(value) == "auto":
+            return auto
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"eval.{key} must be a positive integer or auto, got {value!r}")
+        return value
+
+    chunk = size("chunk", DEFAULT_CHUNK if is_image else VECTOR_CHUNK)
+    return size("batch_size", chunk), chunk
 
 
 def seed_from_generator(generator: torch.Generator | None) -> int:
@@ -94,6 +126,45 @@ class ImageNoise:
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         return self.randn(x.shape, dtype=x.dtype).to(x.device)
 
+    def randn_steps(self, shape: Sequence[int], steps: int, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """``steps`` successive :meth:`randn` draws of ``shape`` (a sampler's per-step noise), yielded
+        one at a time with exactly the numbers and generator states of ``steps`` separate calls.
+
+        Where an image's draw is small (2-D points: two numbers) and the generators are on the CPU,
+        each generator call takes the next few steps at once: up to ``SERIAL_NORMAL_ELEMENTS - 1``
+        numbers, which torch still draws one by one from the same stream (see
+        :data:`SERIAL_NORMAL_ELEMENTS`; :func:`serial_normal_stream` checks it on this torch once).
+        That is one generator call per image every few steps instead of every step. No number
+        is drawn ahead of the last step, so the generators end where ``steps`` calls leave them.
+        """
+        rest = self._check(shape)
+        per = math.prod(rest)
+        block = (SERIAL_NORMAL_ELEMENTS - 1) // per if per else 0
+        if block < 2 or self.device.type != "cpu" or not serial_normal_stream(dtype):
+            for _ in range(int(steps)):
+                yield self.randn(shape, dtype)
+            return
+        done = 0
+        while done < steps:
+            m = min(block, int(steps) - done)
+            drawn = torch.stack([torch.randn((m, *rest), generator=g, dtype=dtype) for g in self._gens], dim=1)
+            yield from drawn.unbind(0)
+            done += m
+
+
+@functools.cache
+def serial_normal_stream(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch draws small CPU normals from one stream (see :data:`SERIAL_NORMAL_ELEMENTS`):
+    a few back-to-back draws of 1, 2 and 3 numbers against one draw of their total size."""
+    for per in (1, 2, 3):
+        k = (SERIAL_NORMAL_ELEMENTS - 1) // per
+        g1, g2 = torch.Generator().manual_seed(12345), torch.Generator().manual_seed(12345)
+        steps = torch.stack([torch.randn(per, generator=g1, dtype=dtype) for _ in range(k)])
+        whole = torch.randn((k, per), generator=g2, dtype=dtype)
+        if not (torch.equal(steps, whole) and torch.equal(g1.get_state(), g2.get_state())):
+            return False
+    return True
+
 
 class GeneratorNoise:
     """The same interface over one ``torch.Generator`` for the whole batch (training, tests)."""
@@ -113,6 +184,11 @@ class GeneratorNoise:
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         return self.randn(x.shape, dtype=x.dtype).to(x.device)
+
+    def randn_steps(self, shape: Sequence[int], steps: int, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """``steps`` successive :meth:`randn` draws of ``shape``, one per step."""
+        for _ in range(int(steps)):
+            yield self.randn(shape, dtype)
 
 
 def as_noise(noise: Any, device: torch.device | str = "cpu"):

@@ -21,7 +21,9 @@ from generative_bench.backends.gan import GANBackend, MLPDiscriminator, MLPGener
 from generative_bench.backends.nets.mlp_denoiser import MLPDenoiser
 from generative_bench.backends.vae import VAEBackend
 from generative_bench.evaluation.harness import Evaluator
-from generative_bench.sampler import ImageNoise, SampleBatch, image_seed
+from generative_bench.errors import InputError
+from generative_bench.sampler import (DEFAULT_CHUNK, VECTOR_CHUNK, GeneratorNoise, ImageNoise, SampleBatch, draw_sizes,
+                                     image_seed, serial_normal_stream)
 
 GBENCH = [sys.executable, "-m", "generative_bench"]
 
@@ -54,6 +56,51 @@ def test_image_noise_rows_do_not_depend_on_their_neighbours():
     b = ImageNoise([image_seed(0, 3)]).randn((1, 3))
     assert torch.equal(a[3], b[0]) and not torch.equal(a[2], a[3])
     assert len({image_seed(s, i) for s in range(50) for i in range(200)}) == 50 * 200
+
+
+@pytest.mark.parametrize("rest", [(1,), (2,), (3,), (7,), (8,), (15,), (16,), (3, 2, 2)], ids=str)
+def test_step_noise_equals_one_draw_per_step(rest):
+    """randn_steps draws several steps per generator call where an image's draw is small: the
+    numbers, and where the generators end, are those of one randn call per step."""
+    assert serial_normal_stream()
+    seeds = [image_seed(1, i) for i in range(5)]
+    stepwise, streamed = ImageNoise(seeds), ImageNoise(seeds)
+    steps = 23  # not a multiple of any block size: the last block is short
+    want = [stepwise.randn((5, *rest)) for _ in range(steps)]
+    got = list(streamed.randn_steps((5, *rest), steps))
+    assert len(got) == steps and all(torch.equal(a, b) for a, b in zip(want, got))
+    assert all(g.shape == (5, *rest) for g in got)
+    # nothing drawn ahead: the next draw is the same for both
+    assert torch.equal(stepwise.randn((5, *rest)), streamed.randn((5, *rest)))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    one = GeneratorNoise(g1)
+    assert all(torch.equal(a, torch.randn((4, *rest), generator=g2)) for a in one.randn_steps((4, *rest), 3))
+
+
+def test_ancestral_sampling_draws_the_noise_of_one_call_per_step():
+    """The ancestral loop's streamed noise gives the samples of a loop that draws every step."""
+    backend, settings = next(_backends())[1:]
+    settings = backend.resolve_settings(**settings)
+    seeds = [image_seed(0, i) for i in range(16)]
+
+    class OneCallPerStep(ImageNoise):
+        def randn_steps(self, shape, steps, dtype=torch.float32):
+            return (self.randn(shape, dtype) for _ in range(steps))
+
+    with torch.no_grad():
+        a = backend.sample_model_space(16, ImageNoise(seeds), **settings)
+        b = backend.sample_model_space(16, OneCallPerStep(seeds), **settings)
+    assert torch.equal(a, b)
+
+
+def test_draw_sizes_by_data_kind():
+    assert draw_sizes({}, is_image=True) == (DEFAULT_CHUNK, DEFAULT_CHUNK)
+    assert draw_sizes({"batch_size": "auto", "chunk": "auto"}, is_image=False) == (VECTOR_CHUNK, VECTOR_CHUNK)
+    assert draw_sizes({"batch_size": 7, "chunk": "auto"}, is_image=False) == (7, VECTOR_CHUNK)
+    assert draw_sizes({"batch_size": 64, "chunk": 32}, is_image=True) == (64, 32)
+    for bad in ({"chunk": 0}, {"batch_size": "big"}, {"chunk": True}, {"batch_size": 2.5}):
+        with pytest.raises(InputError, match="positive integer or auto"):
+            draw_sizes(bad, is_image=True)
 
 
 def test_harness_writes_the_same_images_for_every_batch_size(tmp_path):

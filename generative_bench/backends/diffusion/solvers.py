@@ -296,9 +296,10 @@ def sample_loop(process: GaussianDiffusion, model: ModelFn, shape, noise: Any = 
     moments = SOLVERS[method]
     noise = as_noise(noise, device)
     x = noise.randn(shape).to(device)
+    step_noise = noise.randn_steps(shape, process.num_timesteps)
     for i in _progress(reversed(range(process.num_timesteps)), progress, method):
         t = torch.full((shape[0],), i, device=device, dtype=torch.long)
         mean, var = moments(process, model, x, t, clip_denoised=clip_denoised, eta=eta, guidance=guidance)
-        z = noise.randn(shape).to(device)
+        z = next(step_noise).to(device)
         x = mean + var.sqrt() * z if i > 0 else mean
     return x
