@@ -1,23 +1,27 @@
-"""Wall time of the default benchmark (`gbench` with no arguments): jobs in parallel vs one at a time.
+"""Wall time of the default benchmark (`gbench` with no arguments) against the previous code
+and against its jobs run one at a time.
 
-Runs the default sweep (four backends on the 2-D ring) three times in one session, each in a
-fresh GBENCH_HOME, interleaved in this order:
+Runs the default sweep (four backends on the 2-D ring) in one session, each variant in a fresh
+GBENCH_HOME, one after the other:
 
-* ``sequential, threads=auto``: ``gbench hydra/launcher=basic`` - the previous default, one job
-  at a time with every core;
-* ``parallel`` : ``gbench`` - the default now, one job per core, ``threads: auto`` = 1 each;
+* ``previous code (REV), parallel`` (with ``--previous REV``): plain ``gbench`` from the project
+  as it was at git revision REV (``git archive`` into a temporary folder, put first on
+  PYTHONPATH), the same machine and session;
+* ``parallel (default)``: ``gbench`` - one job per core, ``threads: auto`` = 1 each;
 * ``sequential, threads=1``: ``gbench hydra/launcher=basic threads=1`` - the parallel jobs'
-  arithmetic run one at a time, to show that running jobs side by side changes no number.
+  arithmetic one at a time, to show that running jobs side by side changes no number, and to
+  time each job alone;
+* ``sequential, threads=auto`` (with ``--with-threads-auto``): ``gbench hydra/launcher=basic``,
+  one job at a time with every core.
 
-Then compares the three leaderboards (report/leaderboard.csv) cell by cell: bitwise equality is
-expected between ``parallel`` and ``sequential, threads=1`` (same thread count per job); against
-``threads=auto`` the BLAS reductions may differ in the last bits, so the largest relative
-difference is reported. Where the time goes comes from the run records of the one-thread
-sequential variant (no two jobs share the cores there): each backend's training, NLL and
-evaluation seconds, the evaluation split into the headline setting and the sampler sweep, and
-the most expensive sweep settings. Writes reports/default_benchmark_wall.{md,json}.
+Then compares the leaderboards (report/leaderboard.csv) with the default's cell by cell (bitwise
+equality is expected against the previous code and against ``threads=1``; otherwise the largest
+relative difference is reported). Where the time goes comes from the run records of the
+one-thread sequential variant: each backend's training, NLL and evaluation seconds, the
+evaluation split into the headline setting and the sampler sweep, and the most expensive sweep
+settings. Writes reports/default_benchmark_wall.{md,json}.
 
-    python experiments/bench_default_benchmark.py
+    python experiments/bench_default_benchmark.py --previous REV [--with-threads-auto]
 """
 
 from __future__ import annotations
@@ -40,19 +44,33 @@ sys.path.insert(0, str(ROOT))
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from generative_bench.records import cpu_model_name  # noqa: E402
 
+DEFAULT = "parallel (default)"
+SEQUENTIAL_1 = "sequential, threads=1"
 VARIANTS = {
-    "sequential, threads=auto (previous default)": ["hydra/launcher=basic"],
-    "parallel (default)": [],
-    "sequential, threads=1": ["hydra/launcher=basic", "threads=1"],
+    DEFAULT: [],
+    SEQUENTIAL_1: ["hydra/launcher=basic", "threads=1"],
+    "sequential, threads=auto": ["hydra/launcher=basic"],
 }
 
 
-def run(overrides: list[str], home: Path) -> tuple[float, Path]:
+def export_revision(rev: str, dest: Path) -> Path:
+    """The project's files at git revision ``rev`` under ``dest`` (package, conf)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def run(overrides: list[str], home: Path, code: Path | None = None) -> tuple[float, Path]:
+    """Wall seconds of ``gbench *overrides`` in ``home`` (with the project at ``code`` first on the
+    path, when given), and the sweep's leaderboard."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["GBENCH_HOME"] = str(home)
+    if code is not None:
+        env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
-    subprocess.run(["gbench", *overrides], cwd=home, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "generative_bench", *overrides], cwd=home, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     boards = sorted((home / "runs").glob("*/report/leaderboard.csv"))
     if len(boards) != 1:
@@ -128,45 +146,51 @@ jobs ends before {b['job_seconds'] / cores:.0f} s, plus start-up and the report.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "default_benchmark_wall"))
+    ap.add_argument("--previous", default=None, help="git revision of the previous code to time and compare with")
+    ap.add_argument("--with-threads-auto", action="store_true", help="also run the jobs one at a time with every core")
     ap.add_argument("--note", default="", help="anything a reader needs to know (machine load, ...)")
-    ap.add_argument("--rescore", action="store_true", help="with --keep: compare the kept leaderboards again and "
-                    "rewrite the report with the wall times recorded in --out's JSON (no new runs)")
-    ap.add_argument("--keep", default=None, help="an empty folder to run in and keep (home0, home1, home2), "
+    ap.add_argument("--keep", default=None, help="an empty folder to run in and keep (one home per variant), "
                     "e.g. to publish the parallel sweep with experiments/publish_sweep.py; default: a temporary one")
     args = ap.parse_args()
+    variants: dict[str, tuple[list[str], str | None]] = {}
+    if args.previous:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.previous], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        previous = f"previous code ({rev}), parallel"
+        variants[previous] = ([], rev)
+    variants[DEFAULT] = (VARIANTS[DEFAULT], None)
+    variants[SEQUENTIAL_1] = (VARIANTS[SEQUENTIAL_1], None)
+    if args.with_threads_auto:
+        variants["sequential, threads=auto"] = (VARIANTS["sequential, threads=auto"], None)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
     load_before = os.getloadavg()
-    walls, boards = {}, {}
-    names = list(VARIANTS)
-    if args.rescore:
-        old = json.loads(Path(args.out).with_suffix(".json").read_text())
-        walls, load_before, load_after = old["wall_s"], old["loadavg_before"], old["loadavg_after"]
-        files = [Path(args.keep) / f"board{i}.csv" for i in range(len(names))]
-        same_threads, vs_previous = compare(files[1], files[2]), compare(files[1], files[0])
-        where = breakdown(Path(args.keep) / "home2")
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            tmp = args.keep or scratch
-            Path(tmp).mkdir(parents=True, exist_ok=True)
-            for i, (name, overrides) in enumerate(VARIANTS.items()):
-                home = Path(tmp) / f"home{i}"
-                home.mkdir()
-                walls[name], board = run(overrides, home)
-                boards[name] = board.read_text()
-                (Path(tmp) / f"board{i}.csv").write_text(boards[name])
-                print(f"{name}: {walls[name]:.1f} s", flush=True)
-            files = [Path(tmp) / f"board{i}.csv" for i in range(len(names))]
-            same_threads = compare(files[1], files[2])
-            vs_previous = compare(files[1], files[0])
-            where = breakdown(Path(tmp) / "home2")
-        load_after = os.getloadavg()
-    speedup = walls[names[0]] / walls[names[1]]
-    record = {"command": "python experiments/bench_default_benchmark.py", "cpu": cpu_model_name(),
-              "cores": os.cpu_count(), "wall_s": walls, "speedup_parallel_over_previous": speedup,
-              "parallel_vs_sequential_threads1": same_threads, "parallel_vs_previous": vs_previous,
+    walls, same = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.keep or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        boards = {}
+        for i, (name, (overrides, rev)) in enumerate(variants.items()):
+            home = tmp / f"home{i}"
+            home.mkdir()
+            code = export_revision(rev, Path(scratch) / f"code-{rev}") if rev else None
+            walls[name], boards[name] = run(overrides, home, code)
+            (tmp / f"board{i}.csv").write_text(boards[name].read_text())
+            print(f"{name}: {walls[name]:.1f} s", flush=True)
+        for name in variants:
+            if name != DEFAULT:
+                same[name] = compare(boards[DEFAULT], boards[name])
+        where = breakdown(tmp / f"home{list(variants).index(SEQUENTIAL_1)}")
+    load_after = os.getloadavg()
+    command = "python experiments/bench_default_benchmark.py" + (f" --previous {args.previous}" if args.previous else "") + \
+        (" --with-threads-auto" if args.with_threads_auto else "")
+    record = {"command": command, "cpu": cpu_model_name(), "cores": os.cpu_count(), "code": head,
+              "variants": {n: {"overrides": o, "revision": r or head} for n, (o, r) in variants.items()},
+              "wall_s": walls, "leaderboard_vs_default": same,
               "loadavg_before": load_before, "loadavg_after": load_after, "breakdown": where}
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), record)
-    rows = "\n".join(f"| {n} | `gbench {' '.join(VARIANTS[n])}` | {walls[n]:.1f} |" for n in names)
+    rows = "\n".join(f"| {n} | `gbench {' '.join(o)}` | {r or head} | {walls[n]:.1f} |" for n, (o, r) in variants.items())
 
     def said(c: dict) -> str:
         if not c.get("same_shape"):
@@ -175,23 +199,25 @@ def main() -> None:
             return f"bitwise identical ({c['cells']} cells)"
         return f"{c['unequal_cells']} of {c['cells']} cells differ, largest relative difference {c['max_rel_diff']:.1e}"
 
-    md = f"""# The default benchmark: jobs in parallel vs one at a time
+    ratio = ""
+    if args.previous:
+        ratio = f"\n**Default now / previous code: {walls[previous] / walls[DEFAULT]:.2f}x faster** " \
+                f"({walls[previous]:.1f} s -> {walls[DEFAULT]:.1f} s).\n"
+    compared = "\n".join(f"- {DEFAULT} vs {n}: {said(c)};" for n, c in same.items())
+    md = f"""# The default benchmark: wall time against the previous code and with jobs one at a time
 
-Command: `{record['command']}`
+Command: `{command}`
 
 {cpu_model_name()}, {os.cpu_count()} cores; each variant in a fresh GBENCH_HOME, one after the other in this
 session. Load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load_before)}, after
 {tuple(round(v, 2) for v in load_after)} (a shared machine: absolute seconds move with its load).
 
-| variant | command | wall s |
-|---|---|---|
+| variant | command | code | wall s |
+|---|---|---|---|
 {rows}
-
-**Parallel / previous default: {speedup:.2f}x faster.**
-
+{ratio}
 Leaderboards (report/leaderboard.csv; wall-time, speed, run-folder and override-label (`config`) columns left out):
-- parallel vs sequential with the same threads per job (threads=1): {said(same_threads)};
-- parallel vs the previous default (2 threads per job): {said(vs_previous)}.
+{compared}
 {chr(10) + args.note + chr(10) if args.note else ""}{breakdown_md(where, os.cpu_count() or 1)}"""
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)
