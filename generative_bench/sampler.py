@@ -32,12 +32,6 @@ import torch
 
 #: networks see chunks of exactly this many images unless the caller says otherwise
 DEFAULT_CHUNK = 256
-#: ``eval.chunk: auto`` on 2-D data: points per network call. The toy networks are small MLPs whose
-#: matrix products gave each row the same bits at 256, 500, 1,024 and 2,500 rows on the CPUs tested
-#: (a single row takes another BLAS path and rounds differently), so the default benchmark's
-#: leaderboard is bitwise the same as with 256-point chunks; 500 divides the usual 2,500-sample
-#: sets (no padding)
-VECTOR_CHUNK = 500
 IMAGE_SEED_RULE = ("image i of a set drawn with seed s uses its own torch.Generator seeded with "
                    "splitmix64(s * 2^32 + i); networks run on fixed chunks of images")
 
@@ -62,25 +56,6 @@ def image_seed(seed: int, index: int) -> int:
     """The seed of image ``index`` in the set drawn with ``seed`` (63 bits, never colliding
     for indices below 2^32)."""
     return _splitmix64(((int(seed) & 0xFFFFFFFF) << 32) | (int(index) & 0xFFFFFFFF)) >> 1
-
-
-def draw_sizes(eval_cfg: Any, is_image: bool) -> tuple[int, int]:
-    """(samples per draw, samples per network call) from ``eval.batch_size`` and ``eval.chunk``.
-
-    ``chunk: auto`` is :data:`DEFAULT_CHUNK` for images and :data:`VECTOR_CHUNK` for 2-D points;
-    ``batch_size: auto`` is the chunk (one network call per draw)."""
-    from generative_bench.errors import InputError
-
-    def size(key: str, auto: int) -> int:
-        value = eval_cfg.get(key, "auto")
-        if isinstance(value, str) and value == "auto":
-            return auto
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"eval.{key} must be a positive integer or auto, got {value!r}")
-        return value
-
-    chunk = size("chunk", DEFAULT_CHUNK if is_image else VECTOR_CHUNK)
-    return size("batch_size", chunk), chunk
 
 
 def seed_from_generator(generator: torch.Generator | None) -> int:

@@ -155,9 +155,8 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     e = cfg.eval
     n_ok = _positive_int(p, "eval.num_samples", e.get("num_samples"))
     _positive_int(p, "eval.sweep_num_samples", e.get("sweep_num_samples"), allow_none=True)
-    for key in ("batch_size", "chunk"):  # auto: by data kind (sampler.draw_sizes)
-        if e.get(key, "auto") != "auto" and not _positive_int(p, f"eval.{key}", e.get(key)):
-            p.items[-1] += " or auto"
+    _positive_int(p, "eval.batch_size", e.get("batch_size"))
+    _positive_int(p, "eval.chunk", e.get("chunk", 32))
     _positive_int(p, "eval.grid_size", e.get("grid_size", 0), minimum=0)
     _positive_int(p, "eval.reference_subset", e.get("reference_subset"), allow_none=True)
     nll = e.get("nll") or {}

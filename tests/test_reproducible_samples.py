@@ -21,9 +21,7 @@ from generative_bench.backends.gan import GANBackend, MLPDiscriminator, MLPGener
 from generative_bench.backends.nets.mlp_denoiser import MLPDenoiser
 from generative_bench.backends.vae import VAEBackend
 from generative_bench.evaluation.harness import Evaluator
-from generative_bench.errors import InputError
-from generative_bench.sampler import (DEFAULT_CHUNK, VECTOR_CHUNK, GeneratorNoise, ImageNoise, SampleBatch, draw_sizes,
-                                     image_seed, serial_normal_stream)
+from generative_bench.sampler import GeneratorNoise, ImageNoise, SampleBatch, image_seed, serial_normal_stream
 
 GBENCH = [sys.executable, "-m", "generative_bench"]
 
@@ -91,16 +89,6 @@ def test_ancestral_sampling_draws_the_noise_of_one_call_per_step():
         a = backend.sample_model_space(16, ImageNoise(seeds), **settings)
         b = backend.sample_model_space(16, OneCallPerStep(seeds), **settings)
     assert torch.equal(a, b)
-
-
-def test_draw_sizes_by_data_kind():
-    assert draw_sizes({}, is_image=True) == (DEFAULT_CHUNK, DEFAULT_CHUNK)
-    assert draw_sizes({"batch_size": "auto", "chunk": "auto"}, is_image=False) == (VECTOR_CHUNK, VECTOR_CHUNK)
-    assert draw_sizes({"batch_size": 7, "chunk": "auto"}, is_image=False) == (7, VECTOR_CHUNK)
-    assert draw_sizes({"batch_size": 64, "chunk": 32}, is_image=True) == (64, 32)
-    for bad in ({"chunk": 0}, {"batch_size": "big"}, {"chunk": True}, {"batch_size": 2.5}):
-        with pytest.raises(InputError, match="positive integer or auto"):
-            draw_sizes(bad, is_image=True)
 
 
 def test_harness_writes_the_same_images_for_every_batch_size(tmp_path):

@@ -21,7 +21,7 @@ from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
 from generative_bench.evaluation.harness import Evaluator, knob_record, samples_tag, save_grid, save_samples_npz, settings_tag
-from generative_bench.sampler import SampleBatch, draw_sizes
+from generative_bench.sampler import DEFAULT_CHUNK, SampleBatch
 from generative_bench.records import RunRecord
 from generative_bench.training.checkpoint import load_checkpoint
 from generative_bench.training.trainer import Trainer
@@ -203,8 +203,8 @@ def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devi
     backend = load_trained(cfg, run_dir, device)
     record.update(backend=describe_backend(cfg, backend))
     settings = backend.resolve_settings(**sampling_settings(cfg, False)[0])
-    n, seed = int(cfg.eval.num_samples), int(cfg.seed)
-    bs, chunk = draw_sizes(cfg.eval, backend.is_image)
+    n, bs, seed = int(cfg.eval.num_samples), int(cfg.eval.batch_size), int(cfg.seed)
+    chunk = int(cfg.eval.get("chunk", DEFAULT_CHUNK))
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

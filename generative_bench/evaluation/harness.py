@@ -29,7 +29,7 @@ from generative_bench.evaluation import suite  # noqa: F401  (registers the metr
 from generative_bench.evaluation.sample_sets import as_sampler
 from generative_bench.evaluation.schema import MetricInputs, metric
 from generative_bench.io import atomic_write
-from generative_bench.sampler import IMAGE_SEED_RULE, SampleBatch, draw_sizes
+from generative_bench.sampler import DEFAULT_CHUNK, IMAGE_SEED_RULE, SampleBatch
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Evaluator:
         self.seed = int(seed)
         self.progress = progress
         self.is_image = str(data_cfg.get("kind", "image")) == "image"
-        self.batch_size, self.chunk = draw_sizes(eval_cfg, self.is_image)
+        self.chunk = int(eval_cfg.get("chunk", DEFAULT_CHUNK))
         self._extractor = None
         self._reference = None
         self._reference_file = None
@@ -229,9 +229,9 @@ class Evaluator:
         samples and metrics equal a single process's for the same seed whatever the batch size.
         """
         n = int(num_samples or self.cfg.num_samples)
-        bs = self.batch_size
-        if n < 1:
-            raise InputError(f"eval.num_samples must be >= 1, got {n}")
+        bs = int(self.cfg.batch_size)
+        if n < 1 or bs < 1:
+            raise InputError(f"eval.num_samples and eval.batch_size must be >= 1, got {n} and {bs}")
         sampler = as_sampler(sampler, bs)
         settings = sampler.resolve_settings(**(settings or {}))
         sampler.check_count(n)
