@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from generative_bench.records import cpu_model_name  # noqa: E402
-from generative_bench.sampler import DEFAULT_CHUNK, ImageNoise  # noqa: E402
+from generative_bench.sampler import DEFAULT_CHUNK, ImageNoise, randn_each_step  # noqa: E402
+
 
 def variants(big_chunk: int) -> dict[str, tuple[int, bool]]:
     """name: (points per network call, streamed noise)."""
@@ -52,8 +53,7 @@ def one_call_per_step(active: bool):
     """While active, ``ImageNoise.randn_steps`` draws each step with its own ``randn`` (the previous path)."""
     streamed = ImageNoise.randn_steps
     if active:
-        ImageNoise.randn_steps = lambda self, shape, steps, dtype=torch.float32: (
-            self.randn(shape, dtype) for _ in range(int(steps)))
+        ImageNoise.randn_steps = randn_each_step
     try:
         yield
     finally:

@@ -113,19 +113,25 @@ class ImageNoise:
         That is one generator call per image every few steps instead of every step. No number
         is drawn ahead of the last step, so the generators end where ``steps`` calls leave them.
         """
-        rest = self._check(shape)
+        rest, steps = self._check(shape), int(steps)
         per = math.prod(rest)
         block = (SERIAL_NORMAL_ELEMENTS - 1) // per if per else 0
         if block < 2 or self.device.type != "cpu" or not serial_normal_stream(dtype):
-            for _ in range(int(steps)):
-                yield self.randn(shape, dtype)
+            yield from randn_each_step(self, shape, steps, dtype)
             return
         done = 0
         while done < steps:
-            m = min(block, int(steps) - done)
+            m = min(block, steps - done)
             drawn = torch.stack([torch.randn((m, *rest), generator=g, dtype=dtype) for g in self._gens], dim=1)
             yield from drawn.unbind(0)
             done += m
+
+
+def randn_each_step(noise: Any, shape: Sequence[int], steps: int, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+    """``steps`` successive ``noise.randn(shape)`` draws, one call per step (the plain form of
+    ``randn_steps``; usable as that method of either noise class)."""
+    for _ in range(int(steps)):
+        yield noise.randn(shape, dtype)
 
 
 @functools.cache
@@ -163,8 +169,7 @@ class GeneratorNoise:
 
     def randn_steps(self, shape: Sequence[int], steps: int, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
         """``steps`` successive :meth:`randn` draws of ``shape``, one per step."""
-        for _ in range(int(steps)):
-            yield self.randn(shape, dtype)
+        return randn_each_step(self, shape, steps, dtype)
 
 
 def as_noise(noise: Any, device: torch.device | str = "cpu"):

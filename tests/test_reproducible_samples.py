@@ -21,7 +21,8 @@ from generative_bench.backends.gan import GANBackend, MLPDiscriminator, MLPGener
 from generative_bench.backends.nets.mlp_denoiser import MLPDenoiser
 from generative_bench.backends.vae import VAEBackend
 from generative_bench.evaluation.harness import Evaluator
-from generative_bench.sampler import GeneratorNoise, ImageNoise, SampleBatch, image_seed, serial_normal_stream
+from generative_bench.sampler import (GeneratorNoise, ImageNoise, SampleBatch, image_seed, randn_each_step,
+                                     serial_normal_stream)
 
 GBENCH = [sys.executable, "-m", "generative_bench"]
 
@@ -82,8 +83,7 @@ def test_ancestral_sampling_draws_the_noise_of_one_call_per_step():
     seeds = [image_seed(0, i) for i in range(16)]
 
     class OneCallPerStep(ImageNoise):
-        def randn_steps(self, shape, steps, dtype=torch.float32):
-            return (self.randn(shape, dtype) for _ in range(steps))
+        randn_steps = randn_each_step
 
     with torch.no_grad():
         a = backend.sample_model_space(16, ImageNoise(seeds), **settings)
