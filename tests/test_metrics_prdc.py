@@ -202,3 +202,54 @@ def test_distance_chunks_give_the_same_bits_as_one_pass(monkeypatch):
     chunked = prdc(u, v, pr_k=3, dc_k=5, cache_reference=False, row_batch_size=32, col_batch_size=32)
     monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 1 << 30)
     assert chunked == prdc(u, v, pr_k=3, dc_k=5, cache_reference=False, row_batch_size=32, col_batch_size=32)
+
+
+def test_unclamped_blocks_decide_like_clamped_distances():
+    """The blocked passes compare unclamped distances with adjusted radii and clamp only what they
+    keep (module doc): on duplicated float32 points, whose distances round to tiny negative values,
+    every rule gives the fractions of clamped distances (sq_distances) compared with the radii."""
+    from generative_bench.evaluation.metrics.prdc import raw_sq_distances, sq_distances
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(40, 24)).astype(np.float32)
+    ref = np.repeat(base, 2, axis=0)  # every point twice: k = 1 radii are (rounding of) 0
+    samp = np.concatenate([base[:25], rng.normal(size=(30, 24)).astype(np.float32)])
+    raw = raw_sq_distances(ref, samp)
+    assert (raw < 0).any() and (raw > 0).any()  # the case this test is about: negative rounding
+    d = sq_distances(ref, samp)
+    np.testing.assert_array_equal(d, np.maximum(raw, 0))
+    ops = {"<=": np.less_equal, "<": np.less}
+    for k in (1, 3):
+        rad_r = knn_sq_radii(ref, (k,))[k]
+        rad_s = knn_sq_radii(samp, (k,))[k]
+        assert (rad_r >= 0).all() and (rad_s >= 0).all()
+        for rule in ("<=", "<"):
+            cmp = ops[rule]
+            expected = {"precision": float(cmp(d, rad_r[:, None]).any(0).mean()),
+                        "recall": float(cmp(d, rad_s[None, :]).any(1).mean()),
+                        "density": float(cmp(d, rad_r[:, None]).sum(0).mean() / k),
+                        "coverage": float(cmp(d.min(1), rad_r).mean())}
+            got = prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison=rule, dc_comparison=rule, cache_reference=False)
+            assert got == expected, (k, rule)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2000), (300, 2100), (129, 1025), (2500, 7)])
+def test_tiled_transpose_equals_numpy(shape):
+    from generative_bench.evaluation.metrics._chunks import transposed
+
+    a = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    t = transposed(a)
+    assert t.flags.c_contiguous and t.dtype == a.dtype
+    np.testing.assert_array_equal(t, a.T)
+
+
+def test_minus_two_in_the_product_gives_the_bits_of_scaling_after():
+    from generative_bench.evaluation.metrics.prdc import raw_sq_distances
+
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(70, 33)).astype(np.float32)
+    v = rng.normal(size=(45, 33)).astype(np.float32)
+    u_sq, v_sq = np.einsum("ij,ij->i", u, u), np.einsum("ij,ij->i", v, v)
+    np.testing.assert_array_equal(raw_sq_distances(u, v), (u @ v.T) * -2 + np.add.outer(u_sq, v_sq))
+    sym = raw_sq_distances(u, u)
+    np.testing.assert_array_equal(sym, sym.T)  # the symmetric product, then the same element-wise passes

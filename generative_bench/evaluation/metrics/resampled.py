@@ -27,7 +27,7 @@ from generative_bench.errors import InputError
 
 from ._checks import as_features, check_same_dim
 from .kid import kid_subset_indices
-from .prdc import _comparison, cached_knn_sq_radii, knn_sq_radii, sq_distances
+from .prdc import _comparison, cached_knn_sq_radii, knn_sq_radii, sq_distances, triangle_batch
 
 #: largest sample count whose full sample x sample kernel matrix is kept (float64: 8 N^2 bytes)
 FULL_KERNEL_MAX = 6000
@@ -96,8 +96,8 @@ def prdc_replicates(reference: Any, samples: Any, indices: list[np.ndarray], pr_
     samp = as_features(samples, "sample features", min_samples=pr_k + 1, what="precision/recall")
     check_same_dim(ref, samp, "reference features", "sample features")
     ref, samp = ref.astype(dtype, copy=False), samp.astype(dtype, copy=False)
-    ref_r = cached_knn_sq_radii(ref, (pr_k, dc_k), batch=batch)
-    samp_r = knn_sq_radii(samp, (pr_k,), batch=batch)[pr_k]
+    ref_r = cached_knn_sq_radii(ref, (pr_k, dc_k), batch=triangle_batch(batch))  # prdc()'s cache entry
+    samp_r = knn_sq_radii(samp, (pr_k,), batch=triangle_batch(batch))[pr_k]
     ref_sq, samp_sq = np.einsum("ij,ij->i", ref, ref), np.einsum("ij,ij->i", samp, samp)
     n_ref, n = len(ref), len(samp)
     samp_in = np.zeros(n, bool)
