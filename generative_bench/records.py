@@ -66,12 +66,27 @@ def git_commit(path: str | os.PathLike | None = None) -> tuple[str | None, bool 
         return None, None
 
 
-def cpu_model_name() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+def cpu_model_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), with its family, model and widest
+    vector instruction set (e.g. ``AMD EPYC (family 23, model 49, AVX2)``): a cloud host's name
+    alone ("AMD EPYC") does not tell the generations apart, and benchmark figures differ between
+    them. Else what ``platform`` knows."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info: dict[str, str] = {}
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if not sep:
+                if info:
+                    break  # the first processor's block is enough
+                continue
+            info.setdefault(key.strip(), value.strip())
+        if "model name" in info:
+            flags = set(info.get("flags", "").split())
+            isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+            detail = [f"family {info['cpu family']}" if "cpu family" in info else None,
+                      f"model {info['model']}" if "model" in info else None, isa]
+            detail = [d for d in detail if d]
+            return info["model name"] + (f" ({', '.join(detail)})" if detail else "")
     except OSError:
         pass
     return platform.processor() or platform.machine()
