@@ -52,7 +52,7 @@ _COMPARISONS = {"<=": np.less_equal, "<": np.less}
 DEFAULT_BATCH = 5000
 # block size of the k-NN radii's triangle: smaller diagonal blocks run the symmetric product
 # nearer the general product's rate (10k x 2048 float32, one core: 2.46 s at 2500 against 2.70 s
-# at 5000, experiments/bench_metrics.py); never above the caller's block size (memory)
+# at 5000, knn_sq_smallest timed alone); never above the caller's block size (memory)
 TRIANGLE_BATCH = 2500
 RADII_CACHE_ENTRIES = 8
 
