@@ -60,6 +60,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generative_bench import blas  # noqa: E402
 from generative_bench.evaluation.metrics import fid as fid_module  # noqa: E402
 from generative_bench.evaluation.metrics import kid as kid_module  # noqa: E402
 from generative_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -366,13 +367,15 @@ def versions() -> dict:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        out["blas"] = sorted({f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()})
-    except Exception:  # pragma: no cover - informational only
-        pass
+    out["blas"] = blas.describe()
     return out
+
+
+def blas_text(value) -> str:
+    """The record's BLAS line (older records hold a list of 'api version' strings)."""
+    if isinstance(value, str):
+        return value
+    return "; ".join(b for b in value or [] if "None" not in b)
 
 
 def fmt(x: float | None, spec: str = ".2f") -> str:
@@ -409,7 +412,7 @@ def markdown(record: dict) -> str:
              f"{record['cpu']}; {record['threads']} thread (BLAS via threadpoolctl, torch.set_num_threads; "
              f"OMP_NUM_THREADS={record['omp_num_threads']}); "
              + ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k != "blas" and v) + "; BLAS "
-             + "; ".join(b for b in record["versions"].get("blas", []) if "None" not in b) + ".", "",
+             + blas_text(record["versions"].get("blas")) + ".", "",
              f"Features: two (N, {record['dim']}) float32 sets per size, |z| with z ~ N(0, I) (reference) and "
              "1.01 |z| + 0.005 (generated), seed 0; a second generated set for the cached cases (the next evaluation "
              f"of a sweep against the same reference). {record['repeats']} interleaved repeats, medians"
@@ -481,7 +484,7 @@ def markdown(record: dict) -> str:
               "once per evaluation when that needs fewer flops than per-subset blocks (break-even near N = 10,000 for 100 subsets of 1,000), in float32 "
               "products with float64 sums. P/R/D/C computes one triangle of each symmetric distance matrix and "
               "caches the reference radii.", "",
-              f"Machine load average (1, 5, 15 min) before {record['loadavg_before']}, after {record['loadavg_after']}: "
+              f"Machine load average (1, 5, 15 min) before {tuple(record['loadavg_before'])}, after {tuple(record['loadavg_after'])}: "
               "the machine is shared, so the interleaved ratios are the meaningful numbers.", ""]
     return "\n".join(lines)
 

@@ -27,7 +27,7 @@ Schema ``generative-bench/results-1`` (every number carries its protocol fingerp
           "timings": {"sample_s", "sample_images_per_s", "features_s", "metrics_s"},
       }],
       "environment": {"python", "torch", "torchvision", "numpy", "generative_bench", "git_commit",
-                      "git_dirty", "device", "cuda", "platform"},
+                      "git_dirty", "device", "cuda", "platform", "cpu", "blas"},
       "wall_times": {"train_s", "nll_s", "evaluate_s", "total_s"},
       "created": iso8601, "updated": iso8601,
       "config": {...resolved Hydra config...}
@@ -43,6 +43,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from generative_bench import blas
 from generative_bench.io import atomic_write_json, read_json
 
 SCHEMA = "generative-bench/results-1"
@@ -117,6 +118,8 @@ def environment_info(device: Any = None) -> dict[str, Any]:
         "device_name": dev_name,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "platform": platform.platform(),
+        "cpu": cpu_model_name(),
+        "blas": blas.describe(),  # the kernels numpy's products ran (their last bits depend on them)
     }
 
 
