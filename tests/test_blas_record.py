@@ -1,7 +1,10 @@
 """The BLAS line run records carry: which libraries, which kernels, which OpenBLAS settings."""
 
+import platform
 import subprocess
 import sys
+
+import pytest
 
 from generative_bench import blas
 from generative_bench.records import environment_info
@@ -19,6 +22,7 @@ def test_distinct_libraries_with_their_kernels_and_the_settings_that_chose_them(
     assert blas.describe([], {}) == "no BLAS found by threadpoolctl"
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="Haswell kernels are x86-64 kernels")
 def test_the_kernels_follow_the_coretype_the_process_started_with():
     """A real child process: OpenBLAS reads OPENBLAS_CORETYPE when numpy loads it."""
     code = "from generative_bench import blas; print(blas.describe())"
