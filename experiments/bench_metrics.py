@@ -371,13 +371,6 @@ def versions() -> dict:
     return out
 
 
-def blas_text(value) -> str:
-    """The record's BLAS line (older records hold a list of 'api version' strings)."""
-    if isinstance(value, str):
-        return value
-    return "; ".join(b for b in value or [] if "None" not in b)
-
-
 def fmt(x: float | None, spec: str = ".2f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -412,7 +405,7 @@ def markdown(record: dict) -> str:
              f"{record['cpu']}; {record['threads']} thread (BLAS via threadpoolctl, torch.set_num_threads; "
              f"OMP_NUM_THREADS={record['omp_num_threads']}); "
              + ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k != "blas" and v) + "; BLAS "
-             + blas_text(record["versions"].get("blas")) + ".", "",
+             + record["versions"]["blas"] + ".", "",
              f"Features: two (N, {record['dim']}) float32 sets per size, |z| with z ~ N(0, I) (reference) and "
              "1.01 |z| + 0.005 (generated), seed 0; a second generated set for the cached cases (the next evaluation "
              f"of a sweep against the same reference). {record['repeats']} interleaved repeats, medians"

@@ -11,7 +11,6 @@ says which ran. Imported lazily: threadpoolctl and numpy load on the first call.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 #: the environment variables that choose or size OpenBLAS's kernels
@@ -19,13 +18,12 @@ OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def blas_libraries() -> list[dict[str, Any]]:
-    """The BLAS libraries loaded in this process (threadpoolctl): api, version, kernels, threads."""
+    """The BLAS libraries loaded in this process (threadpoolctl): api, version and kernels."""
     from threadpoolctl import threadpool_info
 
     import numpy  # noqa: F401  (loads numpy's BLAS, so that it is listed)
 
-    return [{"api": i.get("internal_api"), "version": i.get("version"), "architecture": i.get("architecture"),
-             "threads": i.get("num_threads"), "library": Path(i.get("filepath") or "").name}
+    return [{"api": i.get("internal_api"), "version": i.get("version"), "architecture": i.get("architecture")}
             for i in threadpool_info() if i.get("user_api") == "blas"]
 
 

@@ -10,9 +10,9 @@ from generative_bench import blas
 from generative_bench.records import environment_info
 
 _LIBS = [
-    {"api": "openblas", "version": "0.3.31", "architecture": "Haswell", "threads": 1, "library": "a.so"},
-    {"api": "openblas", "version": "0.3.31", "architecture": "Haswell", "threads": 1, "library": "b.so"},
-    {"api": "openblas", "version": "0.3.30", "architecture": "SkylakeX", "threads": 2, "library": "c.so"},
+    {"api": "openblas", "version": "0.3.31", "architecture": "Haswell"},
+    {"api": "openblas", "version": "0.3.31", "architecture": "Haswell"},
+    {"api": "openblas", "version": "0.3.30", "architecture": "SkylakeX"},
 ]
 
 
