@@ -164,22 +164,24 @@ def test_reference_radii_are_cached_by_content(monkeypatch):
     module = importlib.import_module("generative_bench.evaluation.metrics.prdc")
     module.clear_cache()
     calls = []
-    real = module.knn_sq_smallest
-    monkeypatch.setattr(module, "knn_sq_smallest", lambda x, keep, batch: calls.append((len(x), keep)) or
+    real = module._nearest_candidates
+    monkeypatch.setattr(module, "_nearest_candidates", lambda x, keep, batch: calls.append((len(x), keep)) or
                         real(x, keep, batch))
     ref, samp = _continuous(seed=3, n_ref=180, n_samp=150, d=16)
     _, samp2 = _continuous(seed=4, n_ref=10, n_samp=170, d=16)
     first = prdc(ref, samp)
-    assert calls == [(180, 6), (150, 4)]  # reference (k = 3 and 5), samples (k = 3)
+    extra = module.EXTRA_CANDIDATES
+    assert calls == [(180, 5 + extra), (150, 3 + extra)]  # reference (k = 3 and 5), samples (k = 3)
     second = prdc(ref.copy(), samp2)  # same reference content, new samples: only the samples' radii
-    assert calls[2:] == [(170, 4)]
-    assert prdc(ref, samp) == first and calls[3:] == [(150, 4)]
-    assert prdc(ref, samp, pr_k=2, dc_k=4) and calls[4:] == [(150, 3)]  # smaller k: served from the entry
-    assert prdc(ref, samp, cache_reference=False) == first and calls[5:] == [(180, 6), (150, 4)]
+    assert calls[2:] == [(170, 3 + extra)]
+    assert prdc(ref, samp) == first and calls[3:] == [(150, 3 + extra)]
+    assert prdc(ref, samp, pr_k=3, dc_k=3) and calls[4:] == [(150, 3 + extra)]  # a k it has: served from the entry
+    assert prdc(ref, samp, pr_k=2, dc_k=4) and calls[5:] == [(180, 4 + extra), (150, 2 + extra)]  # new k: added
+    assert prdc(ref, samp, cache_reference=False) == first and calls[7:] == [(180, 5 + extra), (150, 3 + extra)]
     changed = ref.copy()
     changed[0, 0] += 1.0
     prdc(changed, samp)
-    assert calls[7:] == [(180, 6), (150, 4)]
+    assert calls[9:] == [(180, 5 + extra), (150, 3 + extra)]
     assert second == prdc(ref, samp2, cache_reference=False)
     assert module.cache_info()["entries"] == 2
     module.clear_cache()
@@ -204,33 +206,124 @@ def test_distance_chunks_give_the_same_bits_as_one_pass(monkeypatch):
     assert chunked == prdc(u, v, pr_k=3, dc_k=5, cache_reference=False, row_batch_size=32, col_batch_size=32)
 
 
-def test_unclamped_blocks_decide_like_clamped_distances():
-    """The blocked passes compare unclamped distances with adjusted radii and clamp only what they
-    keep (module doc): on duplicated float32 points, whose distances round to tiny negative values,
-    every rule gives the fractions of clamped distances (sq_distances) compared with the radii."""
-    from generative_bench.evaluation.metrics.prdc import raw_sq_distances, sq_distances
+def _duplicated_and_near_tied(seed=0, n=160, d=48):
+    """What a collapsed or memorising generator gives: reference rows repeated 1-6 times, samples
+    that copy reference rows (exactly, and within 1e-6 of a reference point that is some row's
+    k-th neighbour: a near-tie at a radius), repeated samples and fresh ones; non-negative
+    like pooled CNN features, where float32 distances of duplicates round away from 0."""
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(size=(n // 3, d))).astype(np.float32)
+    ref = np.repeat(base, rng.integers(1, 7, size=len(base)), axis=0)[:n]
+    copies = ref[rng.integers(0, len(ref), size=n // 4)]
+    near = ref[rng.integers(0, len(ref), size=n // 4)] + rng.normal(size=(n // 4, d)).astype(np.float32) * 1e-6
+    fresh = np.abs(rng.normal(size=(n // 6, d))).astype(np.float32) * np.float32(1.02)
+    repeated = np.repeat(fresh[:n // 12], 4, axis=0)
+    samp = np.concatenate([copies, near.astype(np.float32), fresh, repeated])
+    return ref, samp[rng.permutation(len(samp))]
 
-    rng = np.random.default_rng(11)
-    base = rng.normal(size=(40, 24)).astype(np.float32)
-    ref = np.repeat(base, 2, axis=0)  # every point twice: k = 1 radii are (rounding of) 0
-    samp = np.concatenate([base[:25], rng.normal(size=(30, 24)).astype(np.float32)])
-    raw = raw_sq_distances(ref, samp)
-    assert (raw < 0).any() and (raw > 0).any()  # the case this test is about: negative rounding
-    d = sq_distances(ref, samp)
-    np.testing.assert_array_equal(d, np.maximum(raw, 0))
-    ops = {"<=": np.less_equal, "<": np.less}
-    for k in (1, 3):
-        rad_r = knn_sq_radii(ref, (k,))[k]
-        rad_s = knn_sq_radii(samp, (k,))[k]
-        assert (rad_r >= 0).all() and (rad_s >= 0).all()
+
+def test_duplicates_round_away_from_zero_in_the_fast_pass():
+    """The case the exact decisions are for: float32 distances of exact duplicates are not 0."""
+    from generative_bench.evaluation.metrics.prdc import exact_sq_distances, raw_sq_distances
+
+    ref, samp = _duplicated_and_near_tied()
+    raw = raw_sq_distances(ref, ref)
+    i, j = np.nonzero((ref[:, None] == ref[None]).all(-1) & ~np.eye(len(ref), dtype=bool))
+    assert len(i) and (raw[i, j] != 0).any()
+    assert (exact_sq_distances(ref, ref, i, j) == 0).all()
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_duplicates_and_near_ties_equal_float64_brute_force_for_any_blocks_and_threads(k, threads):
+    from threadpoolctl import threadpool_limits
+
+    ref, samp = _duplicated_and_near_tied(seed=k)
+    with threadpool_limits(limits=threads):
         for rule in ("<=", "<"):
-            cmp = ops[rule]
-            expected = {"precision": float(cmp(d, rad_r[:, None]).any(0).mean()),
-                        "recall": float(cmp(d, rad_s[None, :]).any(1).mean()),
-                        "density": float(cmp(d, rad_r[:, None]).sum(0).mean() / k),
-                        "coverage": float(cmp(d.min(1), rad_r).mean())}
-            got = prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison=rule, dc_comparison=rule, cache_reference=False)
-            assert got == expected, (k, rule)
+            expected = _dense_prdc(ref, samp, k, k, rule, rule)
+            for rb, cb in ((5000, 5000), (97, 131), (7, 3)):
+                got = prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison=rule, dc_comparison=rule,
+                           row_batch_size=rb, col_batch_size=cb, cache_reference=False)
+                assert got == expected, (rule, rb, cb)
+            assert prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison=rule, dc_comparison=rule,
+                        dtype="float64", cache_reference=False) == expected
+        # the prdc package's own code ("<" for all four) on the same sets, given float64 distances:
+        # the same decisions; density differs in the last bit only (it divides by k before the mean)
+        package = _prdc_package_exact_distances(ref, samp, k)
+        assert prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison="<", cache_reference=False) == \
+            {name: pytest.approx(v, rel=1e-14, abs=0) for name, v in package.items()}
+
+
+def _prdc_package_exact_distances(real, fake, k):
+    """prdc.compute_prdc with its pairwise distances taken in float64 by the brute-force formula.
+
+    The package's own distances (sklearn ``pairwise_distances``, float32 output for float32
+    input) put exact duplicates up to 2e-7 apart instead of 0 (measured on these sets), so on
+    radii decided by a duplicate the package itself does not give the float64 answer."""
+    from unittest import mock
+
+    import prdc.prdc as pkg
+
+    def exact(x, y=None):
+        y = x if y is None else y
+        return np.sqrt(((x[:, None].astype(np.float64) - y[None]) ** 2).sum(-1))
+
+    with mock.patch.object(pkg, "compute_pairwise_distance", exact):
+        return _prdc_package(real, fake, k)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_near_ties_equal_the_prdc_package_given_float64_distances(k):
+    """Samples within 1e-6 of a reference point (near-ties at the radii), no exact duplicates: the
+    prdc package's code fed float64 distances and ours decide alike, for three block sizes. (The
+    installed package's own distances are float32 - sklearn returns the input's dtype - so it
+    rounds such near-ties and decides some of them otherwise: the deliberate difference.)"""
+    rng = np.random.default_rng(20 + k)
+    ref = np.abs(rng.normal(size=(150, 48))).astype(np.float32)
+    near = ref[rng.permutation(150)[:60]] + (rng.normal(size=(60, 48)) * 1e-6).astype(np.float32)
+    samp = np.concatenate([near, np.abs(rng.normal(size=(70, 48))).astype(np.float32)])
+    package = _prdc_package_exact_distances(ref, samp, k)
+    for rb, cb in ((5000, 5000), (97, 131), (7, 3)):
+        got = prdc(ref, samp, pr_k=k, dc_k=k, pr_comparison="<", row_batch_size=rb, col_batch_size=cb,
+                   cache_reference=False)
+        assert got == {name: pytest.approx(v, rel=1e-14, abs=0) for name, v in package.items()}
+        assert got == _dense_prdc(ref, samp, k, k, "<", "<")
+
+
+def test_exact_radii_of_duplicates_equal_brute_force():
+    ref, _ = _duplicated_and_near_tied(seed=9)
+    d = ((ref[:, None].astype(np.float64) - ref[None]) ** 2).sum(-1)
+    brute = np.sort(d, axis=1)
+    for batch in (2500, 13, 1):
+        radii = knn_sq_radii(ref, (1, 3, 5), batch=batch)
+        for k in (1, 3, 5):
+            np.testing.assert_array_equal(radii[k], brute[:, k])
+
+
+def test_a_collapsed_set_is_one_point_with_multiplicity():
+    """All samples equal (a GAN at truncation 0): radii 0, recall/coverage from one point."""
+    ref, _ = _continuous(seed=2, n_ref=120, d=16)
+    samp = np.repeat(ref[:1], 90, axis=0)
+    for rule in ("<=", "<"):
+        assert prdc(ref, samp, pr_k=3, dc_k=3, pr_comparison=rule, dc_comparison=rule, cache_reference=False) == \
+            _dense_prdc(ref, samp, 3, 3, rule, rule)
+
+
+def test_rows_with_more_near_ties_than_kept_candidates_are_measured_in_full(monkeypatch):
+    """A cluster of 40 near-duplicates (1e-7 apart) overflows the kept candidates of each of its
+    rows: those rows get a pass of their own and still give the brute-force radii."""
+    import importlib
+
+    module = importlib.import_module("generative_bench.evaluation.metrics.prdc")
+    monkeypatch.setattr(module, "EXTRA_CANDIDATES", 1)
+    rng = np.random.default_rng(3)
+    centre = rng.normal(size=(1, 24))
+    x = np.concatenate([centre + rng.normal(size=(40, 24)) * 1e-7, rng.normal(size=(60, 24))]).astype(np.float32)
+    brute = np.sort(((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1), axis=1)
+    radii = module.exact_knn_sq_radii(x, (3, 5), batch=16)
+    for k in (3, 5):
+        np.testing.assert_array_equal(radii[k], brute[:, k])
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 2000), (300, 2100), (129, 1025), (2500, 7)])

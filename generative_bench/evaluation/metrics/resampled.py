@@ -14,7 +14,8 @@ fixed. Two metrics need care with the repeated points of a resample:
   full sample set, and a replicate weighs each sample by its multiplicity: precision and density
   are weighted means of per-sample values, recall and coverage ask whether some *drawn* sample
   covers a reference point (sparse reference x sample incidence matrices, computed once). With
-  every sample drawn once this is exactly :func:`.prdc.prdc`.
+  every sample drawn once this is exactly :func:`.prdc.prdc` (the same exact radii and the same
+  exact ball memberships, :class:`.prdc.CrossPass`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from generative_bench.errors import InputError
 
 from ._checks import as_features, check_same_dim
 from .kid import kid_subset_indices
-from .prdc import _comparison, cached_knn_sq_radii, knn_sq_radii, sq_distances, triangle_batch
+from .prdc import CrossPass, _comparison, _dtype, cached_knn_sq_radii, exact_knn_sq_radii, triangle_batch
 
 #: largest sample count whose full sample x sample kernel matrix is kept (float64: 8 N^2 bytes)
 FULL_KERNEL_MAX = 6000
@@ -91,36 +92,33 @@ def prdc_replicates(reference: Any, samples: Any, indices: list[np.ndarray], pr_
                     pr_comparison: str = "<=", dc_comparison: str = "<", dtype: Any = np.float32,
                     batch: int = 5000) -> list[dict[str, float]]:
     """Precision, recall, density and coverage of each resample (full-set radii; module doc)."""
-    pr_cmp, dc_cmp = _comparison(pr_comparison, "pr_comparison"), _comparison(dc_comparison, "dc_comparison")
+    _comparison(pr_comparison, "pr_comparison"), _comparison(dc_comparison, "dc_comparison")
     ref = as_features(reference, "reference features", min_samples=max(pr_k, dc_k) + 1, what="k-NN metrics")
     samp = as_features(samples, "sample features", min_samples=pr_k + 1, what="precision/recall")
     check_same_dim(ref, samp, "reference features", "sample features")
-    ref, samp = ref.astype(dtype, copy=False), samp.astype(dtype, copy=False)
-    ref_r = cached_knn_sq_radii(ref, (pr_k, dc_k), batch=triangle_batch(batch))  # prdc()'s cache entry
-    samp_r = knn_sq_radii(samp, (pr_k,), batch=triangle_batch(batch))[pr_k]
-    ref_sq, samp_sq = np.einsum("ij,ij->i", ref, ref), np.einsum("ij,ij->i", samp, samp)
+    dt = _dtype(dtype)
+    tri = triangle_batch(batch)
+    ref_r = cached_knn_sq_radii(ref, tuple(sorted({pr_k, dc_k})), batch=tri, working=dt)  # prdc()'s cache entry
+    samp_r = exact_knn_sq_radii(samp, (pr_k,), dt, tri)
+    pr_ref, pr_samp, dc_ref = ("ref", pr_k, pr_comparison), ("samp", pr_k, pr_comparison), ("ref", dc_k, dc_comparison)
+    wanted = list(dict.fromkeys([pr_ref, pr_samp, dc_ref]))
     n_ref, n = len(ref), len(samp)
     samp_in = np.zeros(n, bool)
     samp_count = np.zeros(n, np.int64)
     rec_r, rec_c, cov_r, cov_c = [], [], [], []
     stored = 0
-    for r0 in range(0, n_ref, batch):
-        r1 = min(r0 + batch, n_ref)
-        for c0 in range(0, n, batch):
-            c1 = min(c0 + batch, n)
-            d = sq_distances(ref[r0:r1], samp[c0:c1], ref_sq[r0:r1], samp_sq[c0:c1])
-            samp_in[c0:c1] |= pr_cmp(d, ref_r[pr_k][r0:r1, None]).any(axis=0)
-            samp_count[c0:c1] += dc_cmp(d, ref_r[dc_k][r0:r1, None]).sum(axis=0)
-            for cond, rows, cols in ((pr_cmp(d, samp_r[None, c0:c1]), rec_r, rec_c),
-                                     (dc_cmp(d, ref_r[dc_k][r0:r1, None]), cov_r, cov_c)):
-                i, j = np.nonzero(cond)
-                rows.append(i + r0)
-                cols.append(j + c0)
-                stored += len(i)
-            if stored > MAX_INCIDENCES:
-                raise InputError(f"bootstrap of recall/coverage needs more than {MAX_INCIDENCES:,} stored "
-                                 "reference-sample incidences; lower eval.num_samples or eval.reference_subset, or "
-                                 "leave prdc out of the bootstrap (eval.bootstrap=0)")
+    for r0, c0, member in CrossPass(ref, samp, ref_r, samp_r, wanted, dt, batch, batch).blocks():
+        samp_in[c0:c0 + batch] |= member[pr_ref].any(axis=0)
+        samp_count[c0:c0 + batch] += np.count_nonzero(member[dc_ref], axis=0)
+        for cond, rows, cols in ((member[pr_samp], rec_r, rec_c), (member[dc_ref], cov_r, cov_c)):
+            i, j = np.nonzero(cond)
+            rows.append(i + r0)
+            cols.append(j + c0)
+            stored += len(i)
+        if stored > MAX_INCIDENCES:
+            raise InputError(f"bootstrap of recall/coverage needs more than {MAX_INCIDENCES:,} stored "
+                             "reference-sample incidences; lower eval.num_samples or eval.reference_subset, or "
+                             "leave prdc out of the bootstrap (eval.bootstrap=0)")
     recall_m, cover_m = _incidence(rec_r, rec_c, (n_ref, n)), _incidence(cov_r, cov_c, (n_ref, n))
     out = []
     for idx in indices:
