@@ -222,6 +222,13 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     names = kept
     if image and _positive_int(p, "eval.bootstrap", e.get("bootstrap", 0), minimum=0):
         _number(p, "eval.bootstrap_level", e.get("bootstrap_level", 0.95), lo=0, hi=1, lo_open=True, hi_open=True)
+    from generative_bench.evaluation.metrics.inception_score import ORDERS as IS_ORDERS
+    from generative_bench.evaluation.metrics.kid import ORDERS as KID_ORDERS
+
+    for key, allowed in (("is_split_order", IS_ORDERS), ("kid_subset_order", KID_ORDERS)):
+        if key in e and e[key] not in allowed:
+            p.add(f"eval.{key}={e[key]!r} is not one of {list(allowed)}; pick one (canonical: any ordering of "
+                  "the samples gives the same figure)")
     if n is None:
         return
     ref = e.get("reference_subset")

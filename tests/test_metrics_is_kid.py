@@ -33,12 +33,51 @@ def test_inception_score_one_split_matches_torch_fidelity():
 
 def test_inception_score_shuffled_splits_reproduce_torch_fidelity_defaults():
     x = _logits(n=503)  # uneven split sizes
-    ours = inception_score(x, splits=10, shuffle=True, seed=2020)
+    ours = inception_score(x, splits=10, order="shuffled", seed=2020)
     ref = isc_features_to_metric(torch.from_numpy(x), splits=10, shuffle=True, rng_seed=2020)
     assert ours.mean == pytest.approx(ref["inception_score_mean"], rel=1e-9)
     assert ours.std == pytest.approx(ref["inception_score_std"], rel=1e-6)
-    unshuffled = inception_score(x, splits=10)
+    unshuffled = inception_score(x, splits=10, order="sequential")
     assert unshuffled.mean != pytest.approx(ours.mean, rel=1e-9)
+
+
+def _class_sorted_logits(n=1000, classes=10, seed=0):
+    """Confident logits of ``classes`` classes, sorted by class (a folder read in path order)."""
+    rng = np.random.default_rng(seed)
+    y = np.sort(rng.integers(0, classes, size=n))
+    x = rng.normal(size=(n, 1008)).astype(np.float32)
+    x[np.arange(n), y] += 8.0
+    return x
+
+
+def test_inception_score_does_not_depend_on_the_order_of_the_samples():
+    """A class-sorted set and the same set shuffled score bitwise alike by default; the value is
+    torch-fidelity's ``isc`` (seed 2020 shuffle) of the logits in canonical order, and the
+    guided-diffusion convention (sequential splits) shows why: single-class splits."""
+    from generative_bench.evaluation.metrics.order import canonical_order
+
+    x = _class_sorted_logits()
+    shuffled = x[np.random.default_rng(1).permutation(len(x))]
+    sorted_is, shuffled_is = inception_score(x), inception_score(shuffled)
+    assert sorted_is == shuffled_is
+    ref = isc_features_to_metric(torch.from_numpy(x[canonical_order(x)]), splits=10, shuffle=True, rng_seed=2020)
+    assert sorted_is.mean == pytest.approx(ref["inception_score_mean"], rel=1e-9)
+    assert sorted_is.std == pytest.approx(ref["inception_score_std"], rel=1e-6)
+    sequential = inception_score(x, order="sequential").mean
+    assert sequential < 0.5 * sorted_is.mean  # the order-dependent convention on a sorted set
+    tf_shuffled = inception_score(x, order="shuffled").mean  # torch-fidelity: no pathology, but order-dependent
+    assert tf_shuffled == pytest.approx(sorted_is.mean, rel=0.05)
+    with pytest.raises(InputError, match="split order must be one of"):
+        inception_score(x, order="random")
+
+
+def test_kid_does_not_depend_on_the_order_of_the_samples():
+    a, b = _features(seed=4, n1=300, n2=260)
+    pa, pb = np.random.default_rng(2).permutation(300), np.random.default_rng(3).permutation(260)
+    one = kernel_inception_distance(a, b, subsets=6, subset_size=100, seed=7)
+    assert kernel_inception_distance(a[pa], b[pb], subsets=6, subset_size=100, seed=7) == one
+    given = kernel_inception_distance(a[pa], b[pb], subsets=6, subset_size=100, seed=7, order="given")
+    assert given.mean != one.mean
 
 
 def test_inception_score_closed_forms():
@@ -71,7 +110,7 @@ def test_kid_single_full_subset_matches_torch_fidelity():
 
 def test_kid_seeded_subsets_match_torch_fidelity():
     a, b = _features(seed=3)
-    ours = kernel_inception_distance(a, b, subsets=8, subset_size=100, seed=2020)
+    ours = kernel_inception_distance(a, b, subsets=8, subset_size=100, seed=2020, order="given")
     ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=8, kid_subset_size=100,
                                  rng_seed=2020, verbose=False)
     assert ours.mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3)
@@ -136,7 +175,7 @@ def test_kid_per_subset_values_equal_torch_fidelity_on_the_same_index_sets(strat
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
     exact = np.array([_float64_mmd(a, b, i1, i2) for i1, i2 in draws])
     np.testing.assert_allclose(ours, exact, rtol=0, atol=1e-7)  # float32 products, float64 sums
-    result = kernel_inception_distance(a, b, subsets=12, subset_size=150, seed=2020, strategy=strategy)
+    result = kernel_inception_distance(a, b, subsets=12, subset_size=150, seed=2020, strategy=strategy, order="given")
     ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=12, kid_subset_size=150,
                                  rng_seed=2020, verbose=False)
     assert result.mean == pytest.approx(ref["kernel_inception_distance_mean"], abs=1e-6)

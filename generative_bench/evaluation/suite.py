@@ -16,6 +16,8 @@ import torch
 from generative_bench.errors import InputError
 from generative_bench.evaluation import metrics as M
 from generative_bench.evaluation.metrics import fid as fid_rules
+from generative_bench.evaluation.metrics.inception_score import DEFAULT_ORDER as IS_DEFAULT_ORDER
+from generative_bench.evaluation.metrics.inception_score import TORCH_FIDELITY_SEED
 from generative_bench.evaluation.schema import Metric, MetricInputs, Output, register
 
 KID_NOTE = "KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."
@@ -52,20 +54,26 @@ def _sfid(inp: MetricInputs):
 
 def _is(inp: MetricInputs):
     splits = int(inp.cfg.get("is_splits", 10))
-    r = M.inception_score(inp.features["logits"], splits=splits)
+    order = str(inp.cfg.get("is_split_order", IS_DEFAULT_ORDER))
+    r = M.inception_score(inp.features["logits"], splits=splits, order=order)
     out = {"is_mean": r.mean, "is_std": r.std}
     if inp.cfg.get("extrapolate", False):
         out["is_inf"] = M.is_infinity(inp.features["logits"], seed=inp.seed).value
-    return out, {"splits": splits, "logits": "unbiased"}
+    return out, {"splits": splits, "logits": "unbiased", "split_order": order,
+                 **({} if order == "sequential" else {"shuffle_seed": TORCH_FIDELITY_SEED})}
+
+
+def _kid_order(cfg) -> str:
+    return str(cfg.get("kid_subset_order", "canonical"))
 
 
 def _kid(inp: MetricInputs):
     cfg = inp.cfg
     subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
     r = M.kernel_inception_distance(inp.features["pool"], inp.reference["pool"], subsets=subsets, subset_size=size,
-                                    seed=inp.seed)
+                                    seed=inp.seed, order=_kid_order(cfg))
     return {"kid_mean": r.mean, "kid_std": r.std}, {"subsets": r.subsets, "subset_size": r.subset_size,
-                                                    "kernel": "cubic polynomial"}
+                                                    "kernel": "cubic polynomial", "subset_order": _kid_order(cfg)}
 
 
 def _prdc(inp: MetricInputs):
@@ -79,7 +87,8 @@ def _kid_boot(inp: MetricInputs, indices):
 
     cfg = inp.cfg
     subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
-    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, subsets, size, seed=inp.seed)
+    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, subsets, size, seed=inp.seed,
+                          order=_kid_order(cfg))
     return [{"kid_mean": v} for v in vals]
 
 

@@ -36,6 +36,7 @@ from generative_bench.errors import InputError
 
 from . import _chunks
 from ._checks import as_features, check_positive_int, check_same_dim
+from .order import canonical_order, check_order
 
 DEFAULT_SUBSETS = 100
 DEFAULT_SUBSET_SIZE = 1000
@@ -49,6 +50,9 @@ class KIDResult(NamedTuple):
     std: float
     subsets: int
     subset_size: int
+
+
+ORDERS = ("canonical", "given")
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0):
@@ -245,8 +249,13 @@ def kernel_inception_distance(
     gamma: float | None = None,
     coef0: float = 1.0,
     strategy: str = "auto",
+    order: str = "canonical",
 ) -> KIDResult:
     """KID between two (N, D) feature sets: mean and std of MMD^2_u over random subsets.
+
+    ``order="canonical"`` (default) sorts each set by content (:mod:`.order`) before the subsets
+    are drawn, so any ordering of the same sets gives bitwise the same KID; ``"given"`` draws from
+    the order given, as torch-fidelity does (equal to its ``kid`` on the same features and seed).
 
     Both sets need at least ``subset_size`` samples; otherwise an :class:`InputError` is raised
     unless ``clip_subset_size=True``, which uses ``min(subset_size, N1, N2)`` (reported in the
@@ -267,6 +276,8 @@ def kernel_inception_distance(
                 f"min(subset_size, N1, N2) = {min(n1, n2)}"
             )
         subset_size = min(n1, n2)
+    if check_order(order, ORDERS, "KID subset order") == "canonical":
+        a, b = a[canonical_order(a)], b[canonical_order(b)]
     idx1, idx2 = kid_subset_indices(n1, n2, subsets, subset_size, seed)
     values = mmd2_subsets(a, b, idx1, idx2, degree=degree, gamma=gamma, coef0=coef0, strategy=strategy)
     return KIDResult(float(values.mean()), float(values.std()), subsets, subset_size)

@@ -27,7 +27,9 @@ import numpy as np
 from generative_bench.errors import InputError
 
 from ._checks import as_features, check_same_dim
+from .kid import ORDERS as KID_ORDERS
 from .kid import kid_subset_indices
+from .order import canonical_order, check_order
 from .prdc import CrossPass, _comparison, _dtype, cached_knn_sq_radii, exact_knn_sq_radii, triangle_batch
 
 #: largest sample count whose full sample x sample kernel matrix is kept (float64: 8 N^2 bytes)
@@ -41,13 +43,22 @@ def _poly(x: np.ndarray, y: np.ndarray, gamma: float, coef0: float, degree: int)
 
 
 def kid_replicates(samples: Any, reference: Any, indices: list[np.ndarray], subsets: int, subset_size: int,
-                   seed: int, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> list[float]:
+                   seed: int, degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
+                   order: str = "canonical") -> list[float]:
     """KID (mean MMD^2_u over subsets) of each resample ``samples[idx]`` against ``reference``.
 
     The subsets are positions drawn as in :func:`.kid.kid_subset_indices` (same seed), mapped
-    through each replicate's indices; pairs of copies of one sample are left out (module doc)."""
+    through each replicate's indices - the replicate put in canonical order first with
+    ``order="canonical"``, as :func:`.kid.kernel_inception_distance` does; pairs of copies of one
+    sample are left out (module doc)."""
+    check_order(order, KID_ORDERS, "KID subset order")
     a = as_features(samples, "sample features", min_samples=2, what="KID").astype(np.float64)
     b = as_features(reference, "reference features", min_samples=2, what="KID").astype(np.float64)
+    rank = None
+    if order == "canonical":
+        b = b[canonical_order(b)]
+        rank = np.empty(len(a), np.int64)
+        rank[canonical_order(a)] = np.arange(len(a))
     check_same_dim(a, b, "sample features", "reference features")
     n1, n2 = len(a), len(b)
     m = int(subset_size)
@@ -67,7 +78,10 @@ def kid_replicates(samples: Any, reference: Any, indices: list[np.ndarray], subs
     k_aa = _poly(a, a, g, coef0, degree) if n1 <= FULL_KERNEL_MAX else None
     out = []
     for idx in indices:
-        orig = np.asarray(idx)[pos1]
+        idx = np.asarray(idx)
+        if rank is not None:  # the replicate's samples in canonical order (copies adjacent)
+            idx = idx[np.argsort(rank[idx], kind="stable")]
+        orig = idx[pos1]
         vals = np.empty(subsets)
         for s in range(subsets):
             u, w = np.unique(orig[s], return_counts=True)
