@@ -16,9 +16,11 @@ made elsewhere (an npz, an image folder). It implements :class:`Sampler`:
 
 Seeds are per image (as EDM's per-image seeds): image ``i`` of the set drawn with seed ``s``
 takes every random number it needs (its class, its latent, every step's noise) from its own
-``torch.Generator`` seeded with :func:`image_seed` ``(s, i)``, and the networks always run on
-chunks of exactly ``chunk`` images (the last one padded). So the same seed gives bit-identical
-samples whatever the batch size, the number of ranks, or the stage that draws them.
+``torch.Generator`` seeded with :func:`image_seed` ``(s, i)``, and the networks run on the set's
+chunks of ``chunk`` images: image ``i`` is row ``i % chunk`` of network call ``i // chunk``
+whatever part of that chunk a draw keeps. So the same seed gives bit-identical samples whatever
+the batch size, the number of ranks, or the stage that draws them, even where rounding depends on
+the row (BLAS products in a guidance gradient) - on one device, BLAS build and thread count.
 """
 
 from __future__ import annotations

@@ -211,37 +211,38 @@ class Backend(Trainable):
              labels: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> SampleBatch:
         """Images ``start .. stop-1`` of the set with ``seed`` (see :mod:`generative_bench.sampler`).
 
-        The network runs on chunks of exactly ``chunk`` images (the last one padded with copies
-        of its last image, which are dropped), so each image is bit-identical however the set is
-        split into calls. The class of a conditional image is the first draw of its own
-        generator (also when ``labels`` are given, so its other noise stays the same).
+        The network runs on the set's chunks: chunk ``k`` holds images ``k*chunk .. (k+1)*chunk-1``
+        of the whole set, each in its own row, whichever part of it this call keeps. An image thus
+        sits in the same row of the same network call however the set is split into calls (batch
+        size, ranks, stages), so even computations whose rounding depends on the row (a BLAS
+        product in a guidance gradient) give it the same bits; a call that starts or stops inside
+        a chunk pays for the whole chunk. The class of a conditional image is the first draw of
+        its own generator (also when ``labels`` are given, so its other noise stays the same).
         """
         check_range(start, stop, labels)
         labels = self.check_labels(labels)
         chunk = int(chunk)
         if chunk < 1:
             raise InputError(f"sampling chunk must be >= 1, got {chunk}")
-        n = int(stop) - int(start)
+        start, stop = int(start), int(stop)
         device = self.device
         images, classes = [], []
         was_training = self.training
         self.eval()
         try:
-            for c0 in range(0, n, chunk):
-                m = min(chunk, n - c0)
-                seeds = [image_seed(seed, int(start) + c0 + j) for j in range(m)]
-                noise = ImageNoise(seeds + [seeds[-1]] * (chunk - m), device)
+            for first in range(start - start % chunk, stop, chunk):
+                lo, hi = max(start, first) - first, min(stop, first + chunk) - first  # the rows kept
+                noise = ImageNoise([image_seed(seed, first + j) for j in range(chunk)], device)
                 y = None
                 if self.conditional:
                     y = noise.randint(self.num_classes)
                     if labels is not None:
-                        given = labels[c0:c0 + m].to(device)
-                        y = torch.cat([given, given[-1:].expand(chunk - m)])
+                        y[lo:hi] = labels[first + lo - start:first + hi - start].to(device)
                 with torch.no_grad():
-                    x = self.sample_model_space(chunk, noise, labels=y, **settings)[:m]
+                    x = self.sample_model_space(chunk, noise, labels=y, **settings)[lo:hi]
                 images.append(to_uint8(x).cpu() if self.is_image else x.float().cpu())
                 if y is not None:
-                    classes.append(y[:m].cpu())
+                    classes.append(y[lo:hi].cpu())
         finally:
             self.train(was_training)
         if not images:
