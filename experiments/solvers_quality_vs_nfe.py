@@ -130,7 +130,7 @@ def train_or_load(args, model: str, runs: dict[str, str]):
     train = load_split(cfg.data, "train")
     t0 = time.perf_counter()
     if model in runs:
-        from generative_bench.cli.stages import load_trained
+        from generative_bench.pipeline import load_trained
 
         backend = load_trained(cfg, Path(runs[model]), torch.device("cpu"))
         info = {"loaded": runs[model]}

@@ -31,7 +31,7 @@ def test_inception_names_unchanged_and_explicit_names_win():
 
 def test_train_extractor_verb_and_config(compose):
     from generative_bench.cli.main import hydra_args
-    from generative_bench.cli.stages import STAGES
+    from generative_bench.pipeline import STAGES
 
     args = hydra_args(["train-extractor", "data=cifar10_jpeg", "extractor=cifar10_resnet"])
     assert args[:2] == ["stage=train_extractor", "hydra.mode=RUN"] and "train_extractor" in STAGES

@@ -231,7 +231,7 @@ def test_guidance_knobs_on_a_class_conditional_latent_model(tmp_path):
 
 # ------------------------------------------------------------------ likelihood and bad inputs
 def test_nll_is_not_defined_and_recorded_with_its_reason():
-    from generative_bench.cli.stages import nll
+    from generative_bench.pipeline import nll
     from generative_bench.reporting.leaderboard import _nll_summary
 
     backend = _backend()
@@ -299,7 +299,9 @@ def test_ldm_cifar10_preset_is_the_published_style_configuration(compose):
 
 def test_published_latent_diffusion_figures_are_declared_as_anchors():
     from generative_bench.reporting.anchors import anchors_frame
-    from generative_bench.reporting.leaderboard import backend_display_name
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
 
     headline = anchors_frame({"latent_diffusion"})
     assert set(headline["Source"]) == {"Rombach et al. 2022, CVPR, Table 1"}
@@ -308,4 +310,5 @@ def test_published_latent_diffusion_figures_are_declared_as_anchors():
     assert list(guided["FID"]) == ["10.56", "3.60"] and set(guided["Source"]) == {"Rombach et al. 2022, CVPR, Table 3"}
     first = anchors_frame(first_stage=True)
     assert list(first.columns[3:5]) == ["rFID", "PSNR (dB)"] and first["rFID"].iloc[0] == "0.27"
-    assert backend_display_name("ldm") == "latent diffusion (LDM)"
+    preset = OmegaConf.load(Path(__file__).parents[1] / "conf" / "model" / "ldm.yaml")
+    assert preset.model.display_name == "latent diffusion (LDM)"  # what the record and the report call it

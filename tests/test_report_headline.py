@@ -104,6 +104,7 @@ def test_default_needs_neutral_knobs_and_a_record_without_default_uses_its_first
 
 def _three_backends(root: Path) -> None:
     """gan: best precision and speed; vae and ddpm tie on FID (lower is better); iddpm: best recall and NLL."""
+    names = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM"}  # as the presets declare them
     specs = [("0_gan", "gan", "gan", {"fid": 40.0, "precision": 0.9, "recall": 0.1}, 5000.0, {"defined": False}),
              ("1_vae", "vae", "vae", {"fid": 20.004, "precision": 0.5, "recall": 0.3}, 900.0,
               {"defined": True, "bpd": 5.0}),
@@ -112,7 +113,8 @@ def _three_backends(root: Path) -> None:
              ("3_iddpm", "iddpm", "diffusion", {"fid": 25.0, "precision": 0.7, "recall": 0.6}, 1.0,
               {"defined": True, "bpd": 3.5})]
     for job, model, family, metrics, ips, nll in specs:
-        run = write_run(root, job, model, family, 0, [_evaluation(model, {}, metrics, ips=ips)], nll)
+        run = write_run(root, job, model, family, 0, [_evaluation(model, {}, metrics, ips=ips)], nll,
+                        display=names[model])
         _set_default_sampling(run, {})
 
 

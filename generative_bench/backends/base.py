@@ -111,6 +111,10 @@ class Backend(Trainable):
     nll_defined: ClassVar[bool] = True
     #: why there is no NLL (the record's reason, the table's "—" footnote) when nll_defined is False
     nll_note: ClassVar[str] = "implicit model, no likelihood"
+    #: the family's name in reports (a model preset's ``display_name`` names one configuration)
+    display_name: ClassVar[str] = ""
+    #: the symbols of the sampling knobs (:meth:`knobs`) in figures and captions, e.g. ψ for truncation
+    KNOB_SYMBOLS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, data_shape: Sequence[int], num_classes: int = 0):
         super().__init__()

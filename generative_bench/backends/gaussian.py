@@ -32,6 +32,7 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: 
 
 class DiagonalGaussian(Backend):
     family = "gaussian"
+    display_name = "Gaussian"
 
     def __init__(self, data_shape: Sequence[int], init_log_std: float = 0.0):
         super().__init__(data_shape)

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
-from generative_bench.cli import stages
+from generative_bench import pipeline
 from generative_bench.config import project_error
 from generative_bench.errors import GBenchError, InputError
 from generative_bench.io import atomic_write_text, read_json, remove_stale_temp_files
@@ -164,7 +164,7 @@ def _run_job(cfg: DictConfig) -> str:
     try:
         OmegaConf.resolve(cfg)
         cfg = apply_per_model(cfg)
-        stages.check_stage(str(cfg.stage))
+        pipeline.check_stage(str(cfg.stage))
         validate(cfg)
         set_threads(cfg, multirun)
         device = resolve_device(str(cfg.device))
@@ -188,7 +188,7 @@ def _run_job(cfg: DictConfig) -> str:
     current = {"stage": str(cfg.stage)}
     t0 = time.perf_counter()
     try:
-        stages.STAGES[str(cfg.stage)](cfg, run_dir, record, device, current)
+        pipeline.STAGES[str(cfg.stage)](cfg, run_dir, record, device, current)
         wall = dict(record.data.get("wall_times", {}))
         wall["total_s"] = round(time.perf_counter() - t0, 3)
         record.update(wall_times=wall)

@@ -105,8 +105,11 @@ def save_samples_npz(samples: torch.Tensor | SampleBatch, path: Path) -> None:
 
 
 def knob_record(sampler, settings: dict[str, Any]) -> dict[str, Any]:
-    """``{option: {"value": v, "neutral": v0}}`` of the sampler's fidelity–diversity knobs."""
-    return {k: {"value": settings.get(k, v0), "neutral": v0} for k, v0 in sampler.knobs().items()}
+    """``{option: {"value": v, "neutral": v0, "symbol": sym}}`` of the sampler's fidelity–diversity
+    knobs (the symbol as the sampler declares it in ``KNOB_SYMBOLS``, else the option's name)."""
+    symbols = getattr(sampler, "KNOB_SYMBOLS", {}) or {}
+    return {k: {"value": settings.get(k, v0), "neutral": v0, "symbol": symbols.get(k, k)}
+            for k, v0 in sampler.knobs().items()}
 
 
 class Evaluator:

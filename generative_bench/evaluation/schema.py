@@ -33,6 +33,11 @@ class Output:
     note: str | None = None    # footnote of the column
     spread: str | None = None  # key of the output holding this number's spread (e.g. "is_std")
     shown: bool = True         # False for spreads and bookkeeping outputs: no column of their own
+    headline: bool = True      # False: a variant or secondary view, shown in the full tables only
+    quality_rank: int | None = None  # the table's headline quality metric is its present output of lowest rank
+    # (panel, axis) in the fidelity–diversity figure: panel "precision-recall" or "fidelity", axis "x" or "y";
+    # each panel plots its first present x against its first present y (the knob value when no x is present)
+    tradeoff: tuple[str, str] | None = None
 
     @property
     def column_id(self) -> str:
@@ -134,5 +139,16 @@ def domain_label(key: str, extractor_name: str) -> str:
     return f"{o.domain}_{extractor_name}"
 
 
+def tradeoff_panels() -> list[tuple[str, list[str], list[str]]]:
+    """(panel, x output keys, y output keys) of the fidelity–diversity figure, in declaration order."""
+    panels: dict[str, tuple[list[str], list[str]]] = {}
+    for o in outputs(shown_only=True):
+        if o.tradeoff:
+            panel, axis = o.tradeoff
+            xs, ys = panels.setdefault(panel, ([], []))
+            (xs if axis == "x" else ys).append(o.column_id)
+    return [(p, xs, ys) for p, (xs, ys) in panels.items()]
+
+
 __all__ = ["Metric", "MetricInputs", "Output", "SPACES", "domain_label", "metric", "metrics", "output",
-           "outputs", "register", "spread_keys", "unregister"]
+           "outputs", "register", "spread_keys", "tradeoff_panels", "unregister"]

@@ -79,7 +79,8 @@ def _kid(inp: MetricInputs):
 def _prdc(inp: MetricInputs):
     pr_k, dc_k = int(inp.cfg.get("pr_k", 3)), int(inp.cfg.get("dc_k", 5))
     out = M.prdc(inp.reference["pool"], inp.features["pool"], pr_k=pr_k, dc_k=dc_k)
-    return out, {"pr_k": pr_k, "pr_comparison": "<=", "dc_k": dc_k, "dc_comparison": "<"}
+    return out, {"pr_k": pr_k, "pr_comparison": "<=", "dc_k": dc_k, "dc_comparison": "<",
+                 "decisions": "float64 brute force (float32 pass, pairs within its rounding bound re-measured)"}
 
 
 def _kid_boot(inp: MetricInputs, indices):
@@ -141,29 +142,31 @@ def _class_accuracy(inp: MetricInputs):
 
 register(Metric("fid", "features", needs=("pool",), compute=_fid, reference_needs=("mu",), bootstrap="resample",
                 outputs=(
-    Output("fid", "FID", "lower", domain="FD"),
-    Output("fid_inf", "FID∞", "lower", domain="FD_inf", digits=2),
+    Output("fid", "FID", "lower", domain="FD", quality_rank=0, tradeoff=("fidelity", "y")),
+    Output("fid_inf", "FID∞", "lower", domain="FD_inf", digits=2, headline=False),
 )))
 register(Metric("sfid", "features", needs=("spatial",), compute=_sfid, reference_needs=("mu_s",),
                 bootstrap="resample", outputs=(
-    Output("sfid", "sFID", "lower", domain="sFD"),
+    Output("sfid", "sFID", "lower", domain="sFD", headline=False),
 )))
 register(Metric("is", "features", needs=("logits",), compute=_is, bootstrap="resample", outputs=(
-    Output("is_mean", "IS", "higher", domain="CS", column="is", spread="is_std"),
+    Output("is_mean", "IS", "higher", domain="CS", column="is", spread="is_std", tradeoff=("fidelity", "x")),
     Output("is_std", "IS std", domain="CS_std", shown=False),
-    Output("is_inf", "IS∞", "higher", domain="CS_inf"),
+    Output("is_inf", "IS∞", "higher", domain="CS_inf", headline=False),
 )))
 register(Metric("kid", "features", needs=("pool",), compute=_kid, reference_needs=("pool",), bootstrap=_kid_boot,
                 outputs=(
-    Output("kid_mean", "KID ×10³", "lower", domain="KD", column="kid", scale=1e3, note=KID_NOTE, spread="kid_std"),
+    Output("kid_mean", "KID ×10³", "lower", domain="KD", column="kid", scale=1e3, note=KID_NOTE, spread="kid_std",
+           quality_rank=4),
     Output("kid_std", "KID std", domain="KD_std", shown=False),
 )))
 register(Metric("prdc", "features", needs=("pool",), compute=_prdc, reference_needs=("pool",), bootstrap=_prdc_boot,
                 outputs=(
-    Output("precision", "Precision", "higher", domain="precision", digits=3),
-    Output("recall", "Recall", "higher", domain="recall", digits=3),
-    Output("density", "Density", "higher", domain="density", digits=3),
-    Output("coverage", "Coverage", "higher", domain="coverage", digits=3),
+    Output("precision", "Precision", "higher", domain="precision", digits=3, quality_rank=3,
+           tradeoff=("precision-recall", "y")),
+    Output("recall", "Recall", "higher", domain="recall", digits=3, tradeoff=("precision-recall", "x")),
+    Output("density", "Density", "higher", domain="density", digits=3, headline=False),
+    Output("coverage", "Coverage", "higher", domain="coverage", digits=3, headline=False, quality_rank=5),
 )))
 register(Metric("class_fd", "features", needs=("pool",), compute=_class_fd, conditional=True,
                 reference_needs=("pool", "labels"), bootstrap="resample", outputs=(
@@ -277,14 +280,16 @@ def _toy_class(inp: MetricInputs):
 register(Metric("modes", "toy", compute=_toy_modes, outputs=(
     Output("toy_modes", "Modes", "higher", column="modes", digits=1,
            note="Modes: mixture components covered by the samples (criterion in the metric settings)."),
-    Output("toy_high_quality", "High-quality share", "higher", column="hq", digits=3,
+    Output("toy_high_quality", "High-quality share", "higher", column="hq", digits=3, quality_rank=1,
+           tradeoff=("fidelity", "y"),
            note="High-quality share: fraction of samples close to a mode (criterion in the metric settings)."),
     Output("toy_reverse_kl", "Reverse KL", "lower", column="reverse_kl", digits=3,
            note="Reverse KL: KL(model || data) over the mixture's modes, in nats."),
 )))
 register(Metric("data_pr", "toy", compute=_toy_pr, outputs=(
-    Output("toy_precision", "Data precision", "higher", column="data_precision", digits=3),
-    Output("toy_recall", "Data recall", "higher", column="data_recall", digits=3),
+    Output("toy_precision", "Data precision", "higher", column="data_precision", digits=3, quality_rank=2,
+           tradeoff=("precision-recall", "y")),
+    Output("toy_recall", "Data recall", "higher", column="data_recall", digits=3, tradeoff=("precision-recall", "x")),
 )))
 register(Metric("class_modes", "toy", compute=_toy_class, conditional=True, outputs=(
     Output("toy_class_hit", "Class hit rate", "higher", digits=3,

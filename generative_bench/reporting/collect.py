@@ -33,6 +33,9 @@ IGNORED_OVERRIDE_PATTERNS = (
     r"^eval\.", r"^train\.(max_steps|max_images|max_minutes|batch_size)$",
 )
 
+#: the longest display name a report shows (a name from a record is cut there)
+DISPLAY_NAME_CHARS = 80
+
 
 #: C0 control characters (tab, newline and carriage return excepted) and DEL; removed from
 #: record text because the renderers use \x01/\x02 as their own bold markers
@@ -104,6 +107,12 @@ class RunEntry:
     @property
     def family(self) -> str:
         return str((self.data.get("backend") or {}).get("family") or "unknown")
+
+    @property
+    def display_name(self) -> str:
+        """The backend's name in captions and figures, as recorded (bounded: records are untrusted)."""
+        text = str((self.data.get("backend") or {}).get("display_name") or self.backend_name)
+        return text if len(text) <= DISPLAY_NAME_CHARS else text[:DISPLAY_NAME_CHARS - 1] + "…"
 
     @property
     def seed(self) -> Any:
@@ -379,6 +388,7 @@ def measurements(collection: Collection) -> list[dict[str, Any]]:
                 "evaluation": ev,
                 "run_dir": str(rec.run_dir),
                 "backend": rec.backend_name,
+                "display": rec.display_name,
                 "family": rec.family,
                 "seed": rec.seed,
                 "toy": rec.is_toy,

@@ -25,7 +25,6 @@ import pandas as pd
 from generative_bench.reporting.collect import Collection, knob_of, measurements
 
 NOT_COMPARABLE = "NOT comparable to published figures"
-GAN_NLL_NOTE = "not defined for GANs: implicit model, no likelihood"
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class MetricSpec:
     digits: int = 2
     note: str | None = None
     domain: str | None = None
+    headline: bool = True
+    quality_rank: int | None = None
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -54,8 +55,8 @@ def metric_specs() -> list[MetricSpec]:
     from generative_bench.evaluation import suite  # noqa: F401  (the declarations)
     from generative_bench.evaluation.schema import outputs
 
-    return [MetricSpec(o.column_id, o.label, o.better, o.key, o.scale, o.digits, o.note, o.domain)
-            for o in outputs(shown_only=True)]
+    return [MetricSpec(o.column_id, o.label, o.better, o.key, o.scale, o.digits, o.note, o.domain, o.headline,
+                       o.quality_rank) for o in outputs(shown_only=True)]
 
 
 def __getattr__(name: str):
@@ -64,8 +65,6 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-#: the first of these a table has is its headline quality metric (plots)
-QUALITY_ORDER = ("fid", "hq", "data_precision", "precision", "kid", "coverage")
 _SPREAD_SUFFIXES = ("_std", "_sem", "_err", "_ci")
 
 
@@ -163,8 +162,7 @@ def _nll_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if not isinstance(nll, dict):
             continue
         if nll.get("defined") is False:
-            reasons.append(GAN_NLL_NOTE if r["family"] == "gan"
-                           else str(nll.get("reason") or "not defined for this model family"))
+            reasons.append(str(nll.get("reason") or "not defined for this model family"))
         elif nll.get("bpd") is not None:
             values.append(float(nll["bpd"]))
             split = f" on the {nll['split']} split" if nll.get("split") else ""
@@ -192,7 +190,8 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
     for (backend, config, budget, _), grp in groups.items():
         seeds = sorted({r["seed"] for r in grp}, key=lambda s: (str(type(s)), s))
         row: dict[str, Any] = {
-            "backend": backend, "family": grp[0]["family"], "sampler": grp[0]["sampler"],
+            "backend": backend, "display": grp[0].get("display") or backend, "family": grp[0]["family"],
+            "sampler": grp[0]["sampler"],
             "method": grp[0].get("sampler_method", ""), "config": config,
             "budget": _budget_label(budget), "n": len({r["run_dir"] for r in grp}),
             "seeds": ", ".join(str(s) for s in seeds), "comparable": all(r["comparable"] for r in grp),
@@ -200,6 +199,7 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
             "knob": grp[0].get("knob", ""), "knob_value": grp[0].get("knob_value"),
             "knob_names": sorted(grp[0].get("knobs") or {}),
             "knob_neutrals": {k: v.get("neutral") for k, v in (grp[0].get("knobs") or {}).items()},
+            "knob_symbols": {k: v.get("symbol") for k, v in (grp[0].get("knobs") or {}).items()},
             "budget_json": budget, "sampler_key": grp[0]["sampler_key"],
             "settings": dict(((grp[0].get("evaluation") or {}).get("sampler") or {}).get("settings") or {}),
             "default": any(is_default_evaluation(r) for r in grp),
@@ -349,29 +349,25 @@ def build_leaderboard(collection: Collection) -> Leaderboard:
 #: best values are wrapped in these placeholders; each renderer turns them into its own bold
 BOLD_OPEN, BOLD_CLOSE = "\x01", "\x02"
 
-#: declared metrics shown in the full sweep tables only (variants and secondary views of the
-#: headline metrics); every other metric with a better direction is a headline column
-DETAIL_ONLY = ("fid_inf", "is_inf", "sfid", "density", "coverage")
-
-#: how the captions name the backends (any other backend is named as recorded)
-BACKEND_NAMES = {"gan": "GAN", "vae": "VAE", "ddpm": "DDPM", "iddpm": "improved DDPM", "gaussian": "Gaussian",
-                 "ldm": "latent diffusion (LDM)", "flow": "normalizing flow", "pixelcnn": "PixelCNN"}
-
 #: the headline operating point of each backend, as the reports state it
 HEADLINE_RULE = ("Headline operating point, per backend: the model's default sampler setting, i.e. the run's first "
                  "evaluation whose fidelity–diversity knobs are all neutral and whose sampler settings equal the "
                  "model's default `sampling`; a backend without such an evaluation (marked †) is shown at its best "
                  "{quality} among its settings with the largest NFE. The full sweep tables list every setting.")
 
-VALUES_NOTE = ("Values are mean ± sample standard deviation (ddof=1) over n seeds; a single value when n = 1. "
-               "Best value per metric in bold (lower is better for FID, sFID, KID, reverse KL and NLL; higher for "
-               "the others).")
+def values_note(table: "ProtocolTable", specs: list["MetricSpec"] | None = None, nll: bool = True) -> str:
+    """How the table's values read, with which way is better for each of its columns (declared)."""
+    specs = table.metrics if specs is None else specs
+    lower = [table.label(s) for s in specs if s.better == "lower"] + (["NLL"] if nll else [])
+    higher = [table.label(s) for s in specs if s.better == "higher"]
+    sides = [f"lower is better for {_join(lower)}" if lower else "", f"higher for {_join(higher)}" if higher else ""]
+    return ("Values are mean ± sample standard deviation (ddof=1) over n seeds; a single value when n = 1. "
+            f"Best value per metric in bold ({'; '.join(x for x in sides if x)}).")
 NA_NOTE = "n/a: not measured in this run."
 INTERVAL_NOTE = ("[lo, hi]: bootstrap confidence interval of a single run (the generated samples resampled with "
                  "replacement, features reused, reference fixed; bias-corrected percentile, level in the record's "
                  "protocol.bootstrap).")
-NFE_NOTE = ("NFE: network evaluations per generated image (1 for the one-step GAN, VAE and flow; H·W·C for the "
-            "autoregressive PixelCNN, d for its vector version).")
+NFE_NOTE = "NFE: network evaluations per generated image, as the sampler that made them records it."
 
 
 def fmt_value(mean: float, std: float, digits: int) -> str:
@@ -398,9 +394,10 @@ def _is_best(value: float, best: float | None, digits: int) -> bool:
     return best is not None and value == value and round(value, digits) == round(best, digits)
 
 
-def backend_display_name(name: str) -> str:
-    """``improved DDPM`` for ``iddpm`` etc. (:data:`BACKEND_NAMES`); other names as recorded."""
-    return BACKEND_NAMES.get(str(name), str(name))
+def backend_display_name(name: str, display: str | None = None) -> str:
+    """How captions and figures name a backend: the display name its record declares (the model
+    preset's ``display_name``, else its family's), else the name it was recorded under."""
+    return str(display or name)
 
 
 @dataclass
@@ -518,21 +515,21 @@ def display_frame(table: ProtocolTable, frame: pd.DataFrame | None = None, compa
         cols["Comparable"] = ["yes" if c else "NO ⚠" for c in f["comparable"]]
     if not table.comparable and not compact:
         notes.append(f"⚠ {NOT_COMPARABLE}: " + "; ".join(clean_reasons(table.reasons)) + ".")
-    notes.append(VALUES_NOTE)
+    notes.append(values_note(table, nll=bool(nll)))
     return Display(pd.DataFrame(cols), list(notes))
 
 
 # ------------------------------------------------------------------------------------ headline
 
 def quality_spec(table: ProtocolTable) -> MetricSpec | None:
-    """The table's headline quality metric: FID (FD), else the toy high-quality share, ... (QUALITY_ORDER)."""
-    present = {s.key: s for s in table.metrics}
-    return next((present[k] for k in QUALITY_ORDER if k in present), None)
+    """The table's headline quality metric: its declared output of lowest ``quality_rank``."""
+    ranked = [s for s in table.metrics if s.quality_rank is not None]
+    return min(ranked, key=lambda s: s.quality_rank) if ranked else None
 
 
 def headline_metrics(table: ProtocolTable) -> list[MetricSpec]:
-    """The metric columns of the headline: declared, with a better direction, not in DETAIL_ONLY."""
-    return [s for s in table.metrics if s.better and not s.key.startswith("x:") and s.key not in DETAIL_ONLY]
+    """The metric columns of the headline: declared headline outputs with a better direction."""
+    return [s for s in table.metrics if s.better and not s.key.startswith("x:") and s.headline]
 
 
 @dataclass
@@ -651,7 +648,7 @@ def headline_display(h: Headline) -> Display:
     label, cells = _ips_column(table, f, notes)
     cols[label] = cells
     cols[f"Training {notes.mark(_compute_note(h))}"] = [_compute_cell(r) for _, r in f.iterrows()]
-    notes.append(VALUES_NOTE)
+    notes.append(values_note(table, h.metrics, nll=bool(nll)))
     return Display(pd.DataFrame(cols), list(notes))
 
 
@@ -689,8 +686,8 @@ def headline_winners(h: Headline) -> dict[str, list[int]]:
 def headline_caption(h: Headline) -> str:
     """One sentence naming each backend with the headline columns it is best at (ties say so)."""
     f = h.frame
-    names = [backend_display_name(b) + (lab[len(str(b)):] if lab != str(b) else "")
-             for b, lab in zip(f["backend"], f["label"])]
+    names = [backend_display_name(b, d) + (lab[len(str(b)):] if lab != str(b) else "")
+             for b, d, lab in zip(f["backend"], f.get("display", f["backend"]), f["label"])]
     if len(f) < 2:
         return f"{names[0]} is the only backend in this table: nothing to rank." if names else "No rows."
     best: dict[int, list[str]] = {i: [] for i in range(len(f))}
@@ -813,8 +810,7 @@ def fingerprint_items(table: ProtocolTable) -> list[tuple[str, str]]:
     return items
 
 
-__all__ = ["BACKEND_NAMES", "BOLD_CLOSE", "BOLD_OPEN", "DETAIL_ONLY", "GAN_NLL_NOTE", "HEADLINE_RULE", "NOT_COMPARABLE",
-           "QUALITY_ORDER", "Display", "Headline", "Leaderboard", "MetricSpec", "ProtocolTable", "backend_display_name",
+__all__ = ["BOLD_CLOSE", "BOLD_OPEN", "HEADLINE_RULE", "NOT_COMPARABLE", "Display", "Headline", "Leaderboard", "MetricSpec", "ProtocolTable", "backend_display_name",
            "build_leaderboard", "clean_reasons", "display_frame", "failed_frame", "fingerprint_items",
            "fingerprint_summary", "fmt_value", "headline", "headline_caption", "headline_display", "headline_metrics",
            "headline_winners", "is_default_evaluation", "metric_specs", "quality_spec", "short_setting"]

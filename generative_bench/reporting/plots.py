@@ -305,12 +305,6 @@ def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
     return _save_as_is(metric_panels_figure(table), out)
 
 
-#: (x, y) metric pairs of the fidelity–diversity figure, first the one the table has
-TRADEOFF_PAIRS = ((("recall", "precision"), ("data_recall", "data_precision")),
-                  (("is", "fid"), ("knob", "hq")))
-KNOB_SYMBOLS = {"classifier_scale": "s", "cfg_scale": "w", "truncation": "ψ", "temperature": "T"}
-
-
 def _tradeoff_lines(table: ProtocolTable):
     """(label, knob, rows sorted by knob value) with the neutral (unguided) row in every knob line.
 
@@ -329,7 +323,8 @@ def _tradeoff_lines(table: ProtocolTable):
             neutral_value = float((neutrals or {}).get(knob) or 0.0)
             values = [neutral_value if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
             rows = rows.assign(_v=values).sort_values("_v")
-            yield f"{name}: {KNOB_SYMBOLS.get(knob, knob)} ({knob})", knob, rows
+            symbols = moved["knob_symbols"].iloc[0] if "knob_symbols" in moved else {}
+            yield f"{name}: {(symbols or {}).get(knob) or knob} ({knob})", knob, rows
         if not (grp["knob"] != "").any() and len(neutral):
             yield name, "", neutral.assign(_v=np.nan)
 
@@ -341,13 +336,17 @@ def tradeoff_figure(table: ProtocolTable):
     f = table.frame
     if "knob" not in f or not (f["knob"] != "").any():
         return None
+    from generative_bench.evaluation.schema import tradeoff_panels
+
+    def measured(key: str) -> bool:
+        return key in present and f[f"{key}_mean"].notna().any()
+
     present = {s.key: s for s in table.metrics}
     pairs = []
-    for options in TRADEOFF_PAIRS:
-        pair = next(((x, y) for x, y in options if (x == "knob" or x in present) and y in present
-                     and (x == "knob" or f[f"{x}_mean"].notna().any()) and f[f"{y}_mean"].notna().any()), None)
-        if pair:
-            pairs.append(pair)
+    for _, xs, ys in tradeoff_panels():  # each panel: its first measured x (else the knob) and y
+        y = next((k for k in ys if measured(k)), None)
+        if y is not None:
+            pairs.append((next((k for k in xs if measured(k)), "knob"), y))
     if not pairs:
         return None
     plt = _plt()
@@ -505,7 +504,7 @@ def headline_samples_figure(table: ProtocolTable, h: Headline | None = None):
         return None
     loaded: list[tuple[str, Any]] = []
     for hrow, r in picks:
-        label = f"{backend_display_name(hrow['backend'])} — {short_setting(hrow['settings'])}"
+        label = f"{backend_display_name(hrow['backend'], hrow.get('display'))} — {short_setting(hrow['settings'])}"
         if r is None:
             loaded.append((label, None))
             continue

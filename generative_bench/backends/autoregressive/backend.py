@@ -38,6 +38,7 @@ class AutoregressiveBackend(Backend):
     """
 
     family = "autoregressive"
+    display_name = "autoregressive"
 
     def __init__(self, data_shape: Sequence[int], image_net: Callable[..., Any] | None = None,
                  vector_net: Callable[..., Any] | None = None, image_likelihood: Any = None, num_classes: int = 0):

@@ -95,6 +95,8 @@ class DiffusionBackend(Backend):
     """
 
     family = "diffusion"
+    display_name = "diffusion"
+    KNOB_SYMBOLS = {"classifier_scale": "s", "cfg_scale": "w"}
 
     def __init__(self, data_shape: Sequence[int], image_net: Callable[..., Any] | None = None,
                  vector_net: Callable[..., Any] | None = None, timesteps: int = 1000, schedule: str = "linear",

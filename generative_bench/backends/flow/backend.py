@@ -48,6 +48,8 @@ class FlowBackend(Backend):
     """
 
     family = "flow"
+    display_name = "normalizing flow"
+    KNOB_SYMBOLS = {"temperature": "T"}
 
     def __init__(self, data_shape: Sequence[int], image_net: Callable[..., Any] | None = None,
                  vector_net: Callable[..., Any] | None = None, num_classes: int = 0):

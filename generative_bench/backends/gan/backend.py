@@ -69,6 +69,8 @@ def _plain(overrides: Any) -> dict[str, Any]:
 
 class GANBackend(Backend):
     family = "gan"
+    display_name = "GAN"
+    KNOB_SYMBOLS = {"truncation": "ψ"}
     nll_defined = False
     ema_exclude = ("discriminator.",)
 

@@ -71,6 +71,8 @@ class LatentDiffusionBackend(Backend):
     """
 
     family = "latent_diffusion"
+    display_name = "latent diffusion (LDM)"
+    KNOB_SYMBOLS = {"classifier_scale": "s", "cfg_scale": "w"}
     nll_defined = False
     nll_note: ClassVar[str] = "no bound on the data likelihood: the decoder is deterministic"
     ema_exclude = ("first_stage.",)

@@ -69,6 +69,8 @@ class VAEBackend(Backend):
     """
 
     family = "vae"
+    display_name = "VAE"
+    KNOB_SYMBOLS = {"temperature": "T"}
 
     def __init__(self, data_shape: Sequence[int], image_net: Callable[..., Any] | None = None,
                  vector_net: Callable[..., Any] | None = None, image_likelihood: Any = None,

@@ -483,7 +483,8 @@ class CrossPass:
                     flat, dist = exact
                     at = np.searchsorted(flat, p[0].astype(np.int64) * (c1 - c0) + p[1])
                     radius = self.balls[side, k].radii[p[0] + r0] if side == "ref" else self.balls[side, k].radii[p[1] + c0]
-                    member = sure.copy()
+                    shared = sum(1 for w in self.wanted if w[:2] == (side, k)) > 1
+                    member = sure.copy() if shared else sure  # a window read by one rule is finished in place
                     member[p] = _COMPARISONS[rule](dist[at], radius)
                     out[side, k, rule] = member
                 yield r0, c0, out

@@ -1,10 +1,17 @@
-"""The stages a job runs: train, NLL, sample, evaluate, and the pipeline that chains them.
+"""The run pipeline: the stages a job runs (train, NLL, sample, evaluate) and the chain of them.
 
 Each stage reads the composed config, writes into the run folder and updates the results record.
+The CLI (:mod:`generative_bench.cli.task`) only picks the stage. Work already recorded in the run
+folder under the same content key - a hash of the trained weights, the data, the evaluation
+settings, the seed, the resolved sampler settings and the code's commit - is reused instead of
+done again: the NLL and each evaluation carry their ``content_key`` in the record, so a rerun of a
+finished run (or sweep) samples and scores nothing and goes straight to its report.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import time
@@ -16,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from generative_bench import distributed
 from generative_bench.backends.base import Backend
-from generative_bench.config import instantiate, run_identity
+from generative_bench.config import config_key, instantiate, run_identity
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
@@ -27,6 +34,42 @@ from generative_bench.training.checkpoint import load_checkpoint
 from generative_bench.training.trainer import Trainer
 
 log = logging.getLogger("gbench")
+
+#: evaluation settings that do not change a number (samples are bit-identical for any batch size)
+NON_RESULT_EVAL_KEYS = ("batch_size",)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes and bytes, in order)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 of the package's own source files and the versions of the libraries the numbers
+    depend on: a result recorded by other code is never taken for this code's."""
+    import numpy
+    import scipy
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"torch {torch.__version__} numpy {numpy.__version__} scipy {scipy.__version__};".encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def content_key(kind: str, cfg: DictConfig, weights: str | None, **parts: Any) -> str:
+    """The key under which a stage's result is recorded: what it measured, on which weights, with
+    which code (:func:`code_digest`)."""
+    data = _plain(cfg.data) or {}
+    ev = {k: v for k, v in (_plain(cfg.eval) or {}).items() if k not in NON_RESULT_EVAL_KEYS}
+    return config_key({"kind": kind, "weights": weights, "data": data, "eval": ev, "seed": int(cfg.seed),
+                       "code": code_digest(), **parts}, length=20)
 
 
 def _plain(node: Any) -> Any:
@@ -45,7 +88,10 @@ def build_backend(cfg: DictConfig, device: torch.device) -> Backend:
 
 
 def describe_backend(cfg: DictConfig, backend: Backend) -> dict[str, Any]:
-    return {"name": str(cfg.model.name), **backend.describe()}
+    """The record's backend entry: the preset's name and display name (else the family's), the
+    knob symbols, and what the backend says of itself."""
+    display = cfg.model.get("display_name") or backend.display_name or str(cfg.model.name)
+    return {"name": str(cfg.model.name), "display_name": str(display), **backend.describe()}
 
 
 def _check_shape(cfg: DictConfig, x: torch.Tensor) -> None:
@@ -96,14 +142,21 @@ def load_trained(cfg: DictConfig, run_dir: Path, device: torch.device) -> Backen
 
 
 # ---------------------------------------------------------------------------- NLL
-def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.device, current: dict) -> None:
-    """Per-example NLL (bits/dim) on ``eval.nll.split``; '—' for families without likelihood."""
+def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.device, current: dict,
+        weights: str | None = None) -> None:
+    """Per-example NLL (bits/dim) on ``eval.nll.split``; '—' for families without likelihood.
+
+    With ``weights`` (the digest of ``backend``), a recorded NLL of the same content key is kept."""
     current["stage"] = "nll"
     opts = cfg.eval.nll
     if not opts.get("enabled", True):
         return
     if not backend.nll_defined:
         record.update(nll={"defined": False, "reason": f"{backend.family}: {backend.nll_note}"})
+        return
+    key = content_key("nll", cfg, weights, model_nll=_plain(cfg.model.get("nll", {}))) if weights else None
+    if key is not None and (record.data.get("nll") or {}).get("content_key") == key:
+        log.info("%s: NLL already recorded for these weights and settings (content key %s): kept", cfg.model.name, key)
         return
     t0 = time.perf_counter()
     split = load_split(cfg.data, str(opts.split), subset=opts.get("examples"), progress=True)
@@ -128,6 +181,8 @@ def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.devi
              "bound": bound, "split": str(opts.split), "examples": int(len(bpd_all)),
              "terms": {k: float(torch.cat(v).mean()) for k, v in terms.items()}, "options": model_opts,
              "wall_s": round(time.perf_counter() - t0, 3)}
+    if key is not None:
+        entry["content_key"] = key
     if hasattr(split.source, "nll_bits_per_dim"):  # toy mixtures: the exact NLL of the same points
         entry["data_floor_bpd"] = float(split.source.nll_bits_per_dim(split.x).mean())
     record.update(nll=entry, wall_times={**record.data.get("wall_times", {}), "nll_s": entry["wall_s"]})
@@ -153,7 +208,11 @@ def _sampler(cfg: DictConfig, run_dir: Path, device: torch.device, backend: Back
 
 def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict,
              backend: Backend | None = None) -> None:
-    """Score the trained backend (or ``sampler``) for each sampler setting; one record entry each."""
+    """Score the trained backend (or ``sampler``) for each sampler setting; one record entry each.
+
+    A trained backend's evaluations are keyed by content (module doc): one already recorded under
+    the same key is kept, and the evaluator (reference features included) is only built when some
+    setting is new."""
     current["stage"] = "evaluate"
     sampler, is_backend = _sampler(cfg, run_dir, device, backend)
     if not is_backend:
@@ -161,20 +220,41 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
                       nll={"defined": False, "reason": "external samples: no model to score"})
     elif "backend" not in record.data:
         record.update(backend=describe_backend(cfg, sampler))
-    evaluator = Evaluator(cfg.data, cfg.eval, device=device, cache_dir=cfg.paths.cache_dir, seed=int(cfg.seed),
-                          progress=None)
+    evaluator = None
     t0 = time.perf_counter()
     settings_list = sampling_settings(cfg, bool(cfg.eval.sweep_sampling)) if is_backend else [{}]
     name = str(cfg.model.name) if is_backend else sampler.name
+    weights = weights_digest(sampler) if is_backend else None
+    recorded = {e.get("content_key"): e for e in record.data.get("evaluations", []) if e.get("content_key")}
+    reused = 0
     for i, settings in enumerate(settings_list):
-        n = cfg.eval.num_samples if i == 0 else (cfg.eval.get("sweep_num_samples") or cfg.eval.num_samples)
-        entry = evaluator.evaluate(sampler, settings, int(n), out_dir=run_dir, name=name)
+        n = int(cfg.eval.num_samples if i == 0 else (cfg.eval.get("sweep_num_samples") or cfg.eval.num_samples))
+        key = None
+        if is_backend:
+            key = content_key("evaluation", cfg, weights, settings=sampler.resolve_settings(**settings), n=n)
+            if key in recorded:
+                reused += 1
+                continue
+        if evaluator is None:
+            evaluator = Evaluator(cfg.data, cfg.eval, device=device, cache_dir=cfg.paths.cache_dir,
+                                  seed=int(cfg.seed), progress=None)
+        entry = evaluator.evaluate(sampler, settings, n, out_dir=run_dir, name=name)
+        if key is not None:
+            entry["content_key"] = key
         record.add_evaluation(entry)
         log.info("%s %s: %s", name, settings_tag(entry["sampler"]["settings"]),
                  {k: round(v, 4) if isinstance(v, float) else v for k, v in entry["metrics"].items()})
-    if is_backend:
-        reconstruction(cfg, sampler, record, evaluator)
-    record.update(wall_times={**record.data.get("wall_times", {}), "evaluate_s": round(time.perf_counter() - t0, 3)})
+    if reused:
+        log.info("%s: %d evaluation(s) already recorded for these weights and settings: kept", name, reused)
+    if is_backend and (evaluator is not None or "reconstruction" not in record.data):
+        if evaluator is None and getattr(sampler, "first_stage_report", None) is not None:
+            evaluator = Evaluator(cfg.data, cfg.eval, device=device, cache_dir=cfg.paths.cache_dir,
+                                  seed=int(cfg.seed), progress=None)
+        if evaluator is not None:
+            reconstruction(cfg, sampler, record, evaluator)
+    if evaluator is not None:  # kept evaluations keep the time they took
+        record.update(wall_times={**record.data.get("wall_times", {}),
+                                  "evaluate_s": round(time.perf_counter() - t0, 3)})
 
 
 def reconstruction(cfg: DictConfig, backend: Backend, record: RunRecord, evaluator: Evaluator) -> None:
@@ -257,7 +337,7 @@ def reference(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.d
 def pipeline(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, current: dict) -> None:
     """train -> NLL (held-out split) -> sample + evaluate (default and swept sampler settings)."""
     backend = train(cfg, run_dir, record, device, current)
-    nll(cfg, backend, record, device, current)
+    nll(cfg, backend, record, device, current, weights=weights_digest(backend))
     evaluate(cfg, run_dir, record, device, current, backend=backend)
 
 

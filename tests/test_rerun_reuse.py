@@ -1,0 +1,50 @@
+"""A rerun of a finished default benchmark reuses its records: no sampling, no evaluation, no NLL.
+
+Every NLL and evaluation entry carries the content key it was made under (trained weights, data,
+evaluation settings, seed, resolved sampler settings, code); the rerun finds them all and only
+rebuilds the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _gbench(cwd, *args):
+    env = {**os.environ, "GBENCH_HOME": str(cwd), "GBENCH_CACHE": str(cwd / "cache")}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "generative_bench", *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r, time.perf_counter() - t0
+
+
+def _records(runs):
+    return {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/*/results.json")}
+
+
+def test_rerunning_the_finished_default_benchmark_samples_and_scores_nothing(tmp_path):
+    first, first_s = _gbench(tmp_path)
+    before = _records(tmp_path / "runs")
+    assert len(before) == 4 and all(rec["status"] == "completed" for rec in before.values())
+    samples = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/*/samples/*.npz")}
+    assert samples and all(e.get("content_key") for rec in before.values() for e in rec["evaluations"])
+
+    second, second_s = _gbench(tmp_path)
+    after = _records(tmp_path / "runs")
+    log = second.stdout + second.stderr
+    assert "evaluation(s) already recorded" in log and "sample+features" not in log
+    for name, rec in after.items():
+        assert rec["evaluations"] == before[name]["evaluations"], name  # the same entries, not recomputed
+        assert rec["nll"] == before[name]["nll"], name
+        assert rec["wall_times"].get("evaluate_s") == before[name]["wall_times"].get("evaluate_s")
+    assert {p: p.stat().st_mtime_ns for p in samples} == samples  # no sample file written again
+    assert "report:" in second.stdout
+    assert second_s < 0.10 * first_s, (first_s, second_s)
