@@ -143,6 +143,14 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in argv:  # tracebacks instead of the one-line messages
         argv = [a for a in argv if a != "--debug"]
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    from generative_bench.errors import InputError
+    from generative_bench.plugins import load_plugins, searchpath_override
+
+    try:
+        load_plugins()  # before anything reads the metric / backend declarations
+    except InputError as e:
+        print(f"gbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
     if argv[:1] == ["report"]:
         from generative_bench.cli.report import report_main
 
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     register_resolvers()
     argv = reference_options(argv)
     os.environ["GBENCH_COMMAND_KEY"] = command_key(argv)
-    args = torchrun_args(hydra_args(argv))
+    args = searchpath_override(torchrun_args(hydra_args(argv)))
     precheck(args)
     prog = sys.argv[0]
     sys.argv = [prog] + args

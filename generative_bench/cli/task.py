@@ -28,6 +28,7 @@ from generative_bench import pipeline
 from generative_bench.config import project_error
 from generative_bench.errors import GBenchError, InputError
 from generative_bench.io import atomic_write_text, read_json, remove_stale_temp_files
+from generative_bench.plugins import load_plugins
 from generative_bench.records import RESULTS_FILE, RunRecord, environment_info
 from generative_bench.validation import validate
 
@@ -162,6 +163,7 @@ def _run_job(cfg: DictConfig) -> str:
     if multirun:
         stop_with_parent()
     try:
+        load_plugins()  # a sweep worker is a fresh process: the plugins' declarations first
         OmegaConf.resolve(cfg)
         cfg = apply_per_model(cfg)
         pipeline.check_stage(str(cfg.stage))
