@@ -27,7 +27,7 @@ from generative_bench.config import config_key, instantiate, run_identity
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
-from generative_bench.evaluation.harness import Evaluator, knob_record, samples_tag, save_grid, save_samples_npz, settings_tag
+from generative_bench.evaluation.harness import NOT_COMPARABLE, Evaluator, knob_record, samples_tag, save_grid, save_samples_npz, settings_tag
 from generative_bench.sampler import DEFAULT_CHUNK, SampleBatch
 from generative_bench.records import RunRecord
 from generative_bench.training.checkpoint import load_checkpoint
@@ -242,8 +242,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
         if key is not None:
             entry["content_key"] = key
         record.add_evaluation(entry)
-        log.info("%s %s: %s", name, settings_tag(entry["sampler"]["settings"]),
-                 {k: round(v, 4) if isinstance(v, float) else v for k, v in entry["metrics"].items()})
+        log.info("%s", console_line(name, entry))
     if reused:
         log.info("%s: %d evaluation(s) already recorded for these weights and settings: kept", name, reused)
     if is_backend and (evaluator is not None or "reconstruction" not in record.data):
@@ -255,6 +254,19 @@ def evaluate(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.de
     if evaluator is not None:  # kept evaluations keep the time they took
         record.update(wall_times={**record.data.get("wall_times", {}),
                                   "evaluate_s": round(time.perf_counter() - t0, 3)})
+
+
+def console_line(name: str, entry: dict[str, Any]) -> str:
+    """One evaluation as the console shows it: the metrics under the names the report gives them
+    (``FD_cifar10-resnet``, not ``fid``, in a domain feature space) and a NOT-comparable flag where
+    the record has one."""
+    from generative_bench.evaluation.domain.naming import metric_label
+
+    features = (entry.get("protocol") or {}).get("features") or {}
+    shown = {metric_label(features, k): round(v, 4) if isinstance(v, float) else v
+             for k, v in entry["metrics"].items() if not isinstance(v, (list, dict))}
+    flag = "" if entry.get("comparable", True) else f" [{NOT_COMPARABLE}]"
+    return f"{name} {settings_tag(entry['sampler']['settings'])}: {shown}{flag}"
 
 
 def reconstruction(cfg: DictConfig, backend: Backend, record: RunRecord, evaluator: Evaluator) -> None:

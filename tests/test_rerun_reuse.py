@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.slow
+
 
 
 def _gbench(cwd, *args):
@@ -30,6 +30,7 @@ def _records(runs):
     return {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/*/results.json")}
 
 
+@pytest.mark.slow
 def test_rerunning_the_finished_default_benchmark_samples_and_scores_nothing(tmp_path):
     first, first_s = _gbench(tmp_path)
     before = _records(tmp_path / "runs")
@@ -48,3 +49,14 @@ def test_rerunning_the_finished_default_benchmark_samples_and_scores_nothing(tmp
     assert {p: p.stat().st_mtime_ns for p in samples} == samples  # no sample file written again
     assert "report:" in second.stdout
     assert second_s < 0.10 * first_s, (first_s, second_s)
+
+
+def test_console_lines_use_the_reports_metric_names_and_say_not_comparable():
+    from generative_bench.pipeline import console_line
+
+    entry = {"sampler": {"settings": {"method": "ddim", "steps": 25}}, "comparable": False,
+             "protocol": {"features": {"kind": "domain", "name": "cifar10-resnet"}},
+             "metrics": {"fid": 790.1234567, "precision": 0.5, "fid_per_class": [1.0, 2.0]}}
+    line = console_line("ddpm", entry)
+    assert "FD_cifar10-resnet" in line and "'fid'" not in line and "precision_cifar10-resnet" in line
+    assert line.endswith("[NOT comparable to published figures]")

@@ -104,6 +104,17 @@ class Trainable(nn.Module, abc.ABC):
         """One optimisation step; returns scalars to log (losses, diagnostics)."""
 
 
+def finite_knob(owner: str, name: str, value: Any, neutral: Any) -> float:
+    """A fidelity–diversity knob's value as a float, or a clear error: a knob is a finite real number
+    (NaN or infinity would give all-NaN or degenerate samples without a word)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise InputError(f"{owner} sampling option {name}={value!r} must be a finite number (its neutral value is "
+                         f"{neutral}); set model.sampling.{name} to a number")
+    return float(value)
+
+
 class Backend(Trainable):
     """Base class of every generator backend (see module docstring for the contract)."""
 
@@ -192,6 +203,9 @@ class Backend(Trainable):
                 f"valid options: {sorted(settings)}"
             )
         settings.update(sampling)
+        for name, neutral in self.knobs().items():  # one rule for every family's knobs
+            if name in settings:
+                settings[name] = finite_knob(type(self).__name__, name, settings[name], neutral)
         return settings
 
     def knobs(self) -> dict[str, Any]:
