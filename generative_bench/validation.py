@@ -27,7 +27,8 @@ class Problems:
         self.items: list[str] = []
 
     def add(self, text: str) -> None:
-        self.items.append(text)
+        if text not in self.items:  # one problem once, however many rules meet it
+            self.items.append(text)
 
     def raise_if_any(self) -> None:
         if len(self.items) == 1:
@@ -222,33 +223,32 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     names = kept
     if image and _positive_int(p, "eval.bootstrap", e.get("bootstrap", 0), minimum=0):
         _number(p, "eval.bootstrap_level", e.get("bootstrap_level", 0.95), lo=0, hi=1, lo_open=True, hi_open=True)
-    from generative_bench.evaluation.metrics.inception_score import ORDERS as IS_ORDERS
-    from generative_bench.evaluation.metrics.kid import ORDERS as KID_ORDERS
-
-    for key, allowed in (("is_split_order", IS_ORDERS), ("kid_subset_order", KID_ORDERS)):
-        if key in e and e[key] not in allowed:
-            p.add(f"eval.{key}={e[key]!r} is not one of {list(allowed)}; pick one (canonical: any ordering of "
-                  "the samples gives the same figure)")
-    if n is None:
+    # every selected metric's declared options: types and choices (evaluation/suite.py declares them)
+    options = {}
+    for name in names:
+        declared = metric(str(name), space).options
+        if declared is not None:
+            options[str(name)] = opts = declared.read(e)
+            for problem in opts.problems():
+                p.add(problem)
+    if n is None or any(o.problems() for o in options.values()):
         return
     ref = e.get("reference_subset")
-    if image and "kid" in names:
-        size = e.get("kid_subset_size", 1000)
-        if _positive_int(p, "eval.kid_subset_size", size):
-            if size > n:
-                p.add(f"eval.kid_subset_size={size} is larger than the {n} samples per evaluation; lower "
-                      f"eval.kid_subset_size to <= {n} or raise eval.num_samples")
-            if _is_int(ref) and size > ref:
-                p.add(f"eval.kid_subset_size={size} is larger than the reference subset ({ref} images); lower it or "
-                      "raise eval.reference_subset")
-        _positive_int(p, "eval.kid_subsets", e.get("kid_subsets", 100))
-    if image and "is" in names and _positive_int(p, "eval.is_splits", e.get("is_splits", 10)) and e.is_splits > n:
-        p.add(f"eval.is_splits={e.is_splits} is more than the {n} samples; lower eval.is_splits or raise "
+    if "kid" in options:
+        size = options["kid"].kid_subset_size
+        if size > n:
+            p.add(f"eval.kid_subset_size={size} is larger than the {n} samples per evaluation; lower "
+                  f"eval.kid_subset_size to <= {n} or raise eval.num_samples")
+        if _is_int(ref) and size > ref:
+            p.add(f"eval.kid_subset_size={size} is larger than the reference subset ({ref} images); lower it or "
+                  "raise eval.reference_subset")
+    if "is" in options and options["is"].is_splits > n:
+        p.add(f"eval.is_splits={options['is'].is_splits} is more than the {n} samples; lower eval.is_splits or raise "
               "eval.num_samples")
-    for k, default, metric_name in (("pr_k", 3, "prdc"), ("dc_k", 5, "prdc")):
-        v = e.get(k, default)
-        if (image and metric_name in names) or (not image and "data_pr" in names and k == "pr_k"):
-            if _positive_int(p, f"eval.{k}", v) and v >= n:
+    for opts in options.values():  # a k-NN neighbourhood needs more points than k
+        for k in ("pr_k", "dc_k"):
+            v = getattr(opts, k, None)
+            if v is not None and v >= n:
                 p.add(f"eval.{k}={v} needs more than {v} samples, got eval.num_samples={n}")
 
 

@@ -447,7 +447,7 @@ ROWS: list[Bad] = [
         post=no_checkpoint_written),
     Bad("config", "respacing_not_a_number", 2, r"bad respacing 'abc': expected an int, 'N1,N2,\.\.\.' or 'ddimN'",
         cli=("sample", "model=ddpm", "model.sampling.steps=abc", "hydra.run.dir={tmp}/run")),
-    Bad("config", "gan_truncation_zero", 2, r"truncation \(psi\) must be in \(0, 1\], got 0; 1 = no truncation",
+    Bad("config", "gan_truncation_zero", 2, r"truncation \(psi\) must be in \(0, 1\], got 0(\.0)?; 1 = no truncation",
         cli=("sample", "model=gan", "+model.sampling.truncation=0", "hydra.run.dir={tmp}/run")),
     Bad("config", "cfg_scale_nan", 2,
         r"DiffusionBackend sampling option cfg_scale=nan must be a finite number \(its neutral value is 0\.0\); set "
@@ -461,9 +461,9 @@ ROWS: list[Bad] = [
     # ------------------------------------------------------------------ config (API: validation.validate)
     Bad("config", "is_split_order_typo", InputError,
         r"eval\.is_split_order='random' is not one of \['canonical', 'shuffled', 'sequential'\]",
-        api=lambda c: validate(c, "model=gaussian", "eval.is_split_order=random")),
+        api=lambda c: validate(c, "model=gaussian", "data=cifar10_jpeg", "eval.is_split_order=random")),
     Bad("config", "kid_subset_order_typo", InputError, r"eval\.kid_subset_order='sorted' is not one of",
-        api=lambda c: validate(c, "model=gaussian", "eval.kid_subset_order=sorted")),
+        api=lambda c: validate(c, "model=gaussian", "data=cifar10_jpeg", "eval.kid_subset_order=sorted")),
     Bad("config", "max_steps_zero", InputError, r"train\.max_steps=0: must be an integer >= 1 or null",
         api=lambda c: validate(c, "model=gaussian", "train.max_steps=0")),
     Bad("config", "batch_size_zero", InputError, r"train\.batch_size=0: must be an integer >= 1",

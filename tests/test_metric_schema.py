@@ -106,3 +106,22 @@ def test_unknown_metric_names_list_the_declared_ones():
         schema.metric("fidd", "features")
     with pytest.raises(ValueError, match="already"):
         schema.register(schema.Metric("fid", "features", outputs=(), compute=lambda inp: ({}, {})))
+
+
+def test_the_eval_config_states_the_declared_metric_option_defaults():
+    """Each metric option is declared once (its Options dataclass in evaluation/suite.py); the eval
+    config that lets users override it must hold the same default."""
+    import dataclasses
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from generative_bench.evaluation import suite  # noqa: F401  (the declarations)
+    from generative_bench.evaluation.schema import metrics
+
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "eval" / "default.yaml")
+    declared = [(m.name, f) for m in metrics() if m.options for f in dataclasses.fields(m.options)]
+    assert {f.name for _, f in declared} >= {"pr_k", "dc_k", "is_splits", "kid_subsets", "kid_subset_order"}
+    for name, f in declared:
+        assert f.name in cfg, f"{name}: eval.{f.name} is not overridable"
+        assert cfg[f.name] == f.default, (name, f.name)

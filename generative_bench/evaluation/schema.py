@@ -11,8 +11,9 @@ columns, labels and directions from it, so adding a metric is one :func:`registe
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from generative_bench.errors import InputError
 
@@ -42,6 +43,37 @@ class Output:
     @property
     def column_id(self) -> str:
         return self.column or self.key
+
+
+@dataclass(frozen=True)
+class Options:
+    """A metric's settings, declared once: each field is an ``eval.<field>`` key with its default.
+
+    Subclasses are frozen dataclasses; ``CHOICES`` maps a field to its allowed values. ``read(cfg)``
+    takes the eval config's values (the defaults where a key is absent) and :meth:`problems` says
+    what is wrong with them (the pre-flight validation lists them all)."""
+
+    CHOICES: ClassVar[dict[str, tuple]] = {}
+
+    @classmethod
+    def read(cls, cfg: Any) -> "Options":
+        values = {}
+        for f in dataclasses.fields(cls):
+            v = cfg.get(f.name, f.default) if cfg is not None else f.default
+            values[f.name] = v
+        return cls(**values)
+
+    def problems(self) -> list[str]:
+        out = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            choices = self.CHOICES.get(f.name)
+            if choices is not None:
+                if v not in choices:
+                    out.append(f"eval.{f.name}={v!r} is not one of {list(choices)}; pick one")
+            elif f.type in ("int", int) and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                out.append(f"eval.{f.name}={v!r}: must be an integer >= 1")
+        return out
 
 
 @dataclass
@@ -74,6 +106,7 @@ class Metric:
     # bootstrap replicates: None = not bootstrapped; "resample" = recompute on resampled features;
     # or a callable (inputs, index arrays) -> list of output dicts (see evaluation.bootstrap)
     bootstrap: Any = None
+    options: type[Options] | None = None               # its settings (eval.<field>), declared once
 
     def check_features(self, available: set[str] | None) -> None:
         missing = [k for k in self.needs if available is not None and k not in available]
@@ -150,5 +183,5 @@ def tradeoff_panels() -> list[tuple[str, list[str], list[str]]]:
     return [(p, xs, ys) for p, (xs, ys) in panels.items()]
 
 
-__all__ = ["Metric", "MetricInputs", "Output", "SPACES", "domain_label", "metric", "metrics", "output",
+__all__ = ["Metric", "MetricInputs", "Options", "Output", "SPACES", "domain_label", "metric", "metrics", "output",
            "outputs", "register", "spread_keys", "tradeoff_panels", "unregister"]

@@ -8,6 +8,7 @@ Conditional metrics use the samples' intended classes and run only for labelled 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,11 +17,38 @@ import torch
 from generative_bench.errors import InputError
 from generative_bench.evaluation import metrics as M
 from generative_bench.evaluation.metrics import fid as fid_rules
-from generative_bench.evaluation.metrics.inception_score import DEFAULT_ORDER as IS_DEFAULT_ORDER
 from generative_bench.evaluation.metrics.inception_score import TORCH_FIDELITY_SEED
-from generative_bench.evaluation.schema import Metric, MetricInputs, Output, register
+from generative_bench.evaluation.metrics.inception_score import ORDERS as IS_ORDERS
+from generative_bench.evaluation.metrics.kid import ORDERS as KID_ORDERS
+from generative_bench.evaluation.schema import Metric, MetricInputs, Options, Output, register
 
 KID_NOTE = "KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."
+
+
+@dataclass(frozen=True)
+class ISOptions(Options):
+    is_splits: int = 10
+    is_split_order: str = "canonical"  # metrics/inception_score.py: canonical | shuffled | sequential
+    CHOICES = {"is_split_order": IS_ORDERS}
+
+
+@dataclass(frozen=True)
+class KIDOptions(Options):
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    kid_subset_order: str = "canonical"  # metrics/kid.py: canonical | given
+    CHOICES = {"kid_subset_order": KID_ORDERS}
+
+
+@dataclass(frozen=True)
+class PRDCOptions(Options):
+    pr_k: int = 3  # precision/recall neighbourhood (guided-diffusion)
+    dc_k: int = 5  # density/coverage neighbourhood (Naeem et al. 2020)
+
+
+@dataclass(frozen=True)
+class DataPROptions(Options):
+    pr_k: int = PRDCOptions.pr_k
 
 
 def _fid_method(cfg) -> str:
@@ -53,8 +81,8 @@ def _sfid(inp: MetricInputs):
 
 
 def _is(inp: MetricInputs):
-    splits = int(inp.cfg.get("is_splits", 10))
-    order = str(inp.cfg.get("is_split_order", IS_DEFAULT_ORDER))
+    opts = ISOptions.read(inp.cfg)
+    splits, order = int(opts.is_splits), str(opts.is_split_order)
     r = M.inception_score(inp.features["logits"], splits=splits, order=order)
     out = {"is_mean": r.mean, "is_std": r.std}
     if inp.cfg.get("extrapolate", False):
@@ -63,21 +91,17 @@ def _is(inp: MetricInputs):
                  **({} if order == "sequential" else {"shuffle_seed": TORCH_FIDELITY_SEED})}
 
 
-def _kid_order(cfg) -> str:
-    return str(cfg.get("kid_subset_order", "canonical"))
-
-
 def _kid(inp: MetricInputs):
-    cfg = inp.cfg
-    subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
-    r = M.kernel_inception_distance(inp.features["pool"], inp.reference["pool"], subsets=subsets, subset_size=size,
-                                    seed=inp.seed, order=_kid_order(cfg))
+    opts = KIDOptions.read(inp.cfg)
+    r = M.kernel_inception_distance(inp.features["pool"], inp.reference["pool"], subsets=int(opts.kid_subsets),
+                                    subset_size=int(opts.kid_subset_size), seed=inp.seed, order=opts.kid_subset_order)
     return {"kid_mean": r.mean, "kid_std": r.std}, {"subsets": r.subsets, "subset_size": r.subset_size,
-                                                    "kernel": "cubic polynomial", "subset_order": _kid_order(cfg)}
+                                                    "kernel": "cubic polynomial", "subset_order": opts.kid_subset_order}
 
 
 def _prdc(inp: MetricInputs):
-    pr_k, dc_k = int(inp.cfg.get("pr_k", 3)), int(inp.cfg.get("dc_k", 5))
+    opts = PRDCOptions.read(inp.cfg)
+    pr_k, dc_k = int(opts.pr_k), int(opts.dc_k)
     out = M.prdc(inp.reference["pool"], inp.features["pool"], pr_k=pr_k, dc_k=dc_k)
     return out, {"pr_k": pr_k, "pr_comparison": "<=", "dc_k": dc_k, "dc_comparison": "<",
                  "decisions": "float64 brute force (float32 pass, pairs within its rounding bound re-measured)"}
@@ -86,17 +110,17 @@ def _prdc(inp: MetricInputs):
 def _kid_boot(inp: MetricInputs, indices):
     from generative_bench.evaluation.metrics.resampled import kid_replicates
 
-    cfg = inp.cfg
-    subsets, size = int(cfg.get("kid_subsets", 100)), int(cfg.get("kid_subset_size", 1000))
-    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, subsets, size, seed=inp.seed,
-                          order=_kid_order(cfg))
+    opts = KIDOptions.read(inp.cfg)
+    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, int(opts.kid_subsets),
+                          int(opts.kid_subset_size), seed=inp.seed, order=opts.kid_subset_order)
     return [{"kid_mean": v} for v in vals]
 
 
 def _prdc_boot(inp: MetricInputs, indices):
     from generative_bench.evaluation.metrics.resampled import prdc_replicates
 
-    pr_k, dc_k = int(inp.cfg.get("pr_k", 3)), int(inp.cfg.get("dc_k", 5))
+    opts = PRDCOptions.read(inp.cfg)
+    pr_k, dc_k = int(opts.pr_k), int(opts.dc_k)
     return prdc_replicates(inp.reference["pool"], inp.features["pool"], indices, pr_k=pr_k, dc_k=dc_k)
 
 
@@ -149,19 +173,19 @@ register(Metric("sfid", "features", needs=("spatial",), compute=_sfid, reference
                 bootstrap="resample", outputs=(
     Output("sfid", "sFID", "lower", domain="sFD", headline=False),
 )))
-register(Metric("is", "features", needs=("logits",), compute=_is, bootstrap="resample", outputs=(
+register(Metric("is", "features", needs=("logits",), compute=_is, bootstrap="resample", options=ISOptions, outputs=(
     Output("is_mean", "IS", "higher", domain="CS", column="is", spread="is_std", tradeoff=("fidelity", "x")),
     Output("is_std", "IS std", domain="CS_std", shown=False),
     Output("is_inf", "IS∞", "higher", domain="CS_inf", headline=False),
 )))
 register(Metric("kid", "features", needs=("pool",), compute=_kid, reference_needs=("pool",), bootstrap=_kid_boot,
-                outputs=(
+                options=KIDOptions, outputs=(
     Output("kid_mean", "KID ×10³", "lower", domain="KD", column="kid", scale=1e3, note=KID_NOTE, spread="kid_std",
            quality_rank=4),
     Output("kid_std", "KID std", domain="KD_std", shown=False),
 )))
 register(Metric("prdc", "features", needs=("pool",), compute=_prdc, reference_needs=("pool",), bootstrap=_prdc_boot,
-                outputs=(
+                options=PRDCOptions, outputs=(
     Output("precision", "Precision", "higher", domain="precision", digits=3, quality_rank=3,
            tradeoff=("precision-recall", "y")),
     Output("recall", "Recall", "higher", domain="recall", digits=3, tradeoff=("precision-recall", "x")),
@@ -263,7 +287,7 @@ def _toy_pr(inp: MetricInputs):
     from generative_bench.evaluation.toy_metrics import knn_precision_recall
 
     ref = inp.reference_points[: len(inp.samples)]  # equal-size sets for the k-NN precision/recall
-    k = int(inp.cfg.get("pr_k", 3))
+    k = int(DataPROptions.read(inp.cfg).pr_k)
     precision, recall = knn_precision_recall(ref, inp.samples, k)
     return {"toy_precision": precision, "toy_recall": recall}, {"pr_k": k, "reference_points": len(ref)}
 
@@ -286,7 +310,7 @@ register(Metric("modes", "toy", compute=_toy_modes, outputs=(
     Output("toy_reverse_kl", "Reverse KL", "lower", column="reverse_kl", digits=3,
            note="Reverse KL: KL(model || data) over the mixture's modes, in nats."),
 )))
-register(Metric("data_pr", "toy", compute=_toy_pr, outputs=(
+register(Metric("data_pr", "toy", compute=_toy_pr, options=DataPROptions, outputs=(
     Output("toy_precision", "Data precision", "higher", column="data_precision", digits=3, quality_rank=2,
            tradeoff=("precision-recall", "y")),
     Output("toy_recall", "Data recall", "higher", column="data_recall", digits=3, tradeoff=("precision-recall", "x")),
