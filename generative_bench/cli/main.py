@@ -122,11 +122,76 @@ def precheck(args: list[str]) -> None:
         raise SystemExit(2) from None
     finally:
         GlobalHydra.instance().clear()
+    multirun = any(a in ("-m", "--multirun") for a in args) or str(OmegaConf.select(cfg, "hydra.mode")).endswith("MULTIRUN")
+    if multirun:
+        params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
+        validate_sweep([f"{k}={v}" for k, v in params.items()], [a for a in args if a not in ("-m", "--multirun")])
     runs = OmegaConf.select(cfg, "paths.runs_dir", default=None)
     if runs is not None and Path(str(runs)).exists() and not Path(str(runs)).is_dir():
         print(f"gbench: error: paths.runs_dir={runs!r} is a file, not a folder: remove it or choose another folder "
               "(paths.runs_dir=DIR or GBENCH_HOME=DIR)", file=sys.stderr)
         raise SystemExit(5)
+
+
+def sweep_jobs(params: list[str], overrides: list[str]) -> list[list[str]]:
+    """Every job of a sweep as its list of overrides (Hydra's basic sweeper: the sweeper's params,
+    then the command line's overrides, which win for a key both give; the cartesian product)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    by_key: dict[str, list[str]] = {}
+    for o in parser.parse_overrides(params) + parser.parse_overrides(overrides):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            by_key[key] = [o.input_line]
+    return [list(combo) for combo in itertools.product(*by_key.values())]
+
+
+def validate_sweep(params: list[str], overrides: list[str]) -> None:
+    """Compose and validate every job of a sweep before any is launched (no folder is written): a
+    problem of every job is printed once, others with the job they belong to; exit 2."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    from generative_bench.cli.task import apply_per_model
+    from generative_bench.config import project_error
+    from generative_bench.validation import validate
+
+    jobs = sweep_jobs(params, overrides)
+    problems: list[tuple[str, list[str]]] = []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            for job in jobs:
+                try:
+                    cfg = compose("config", overrides=job, return_hydra_config=True)
+                    with open_dict(cfg):
+                        cfg.pop("hydra")
+                    OmegaConf.resolve(cfg)
+                    validate(apply_per_model(cfg))
+                except Exception as e:  # the job's problems, as its own run would state them
+                    err = project_error(e)
+                    text = str(err if err is not None else e).removeprefix("invalid configuration")
+                    lines = [ln.strip(" -:") for ln in text.splitlines() if ln.strip(" -:")]
+                    lines = lines[1:] if len(lines) > 1 and lines[0].endswith("problems)") else lines
+                    swept = [o for o in job if o not in overrides or "," in o]
+                    problems.append((" ".join(swept) or "the job", [ln.removeprefix(": ") for ln in lines]))
+    finally:
+        GlobalHydra.instance().clear()
+    if not problems:
+        return
+    common = [ln for ln in problems[0][1] if len(problems) == len(jobs) and all(ln in p for _, p in problems)]
+    lines = [f"{ln} (every job of the sweep)" for ln in common]
+    lines += [f"{job}: {ln}" for job, p in problems for ln in p if ln not in common]
+    head = "invalid sweep configuration, no job launched"
+    print(f"gbench: error: {head}: {lines[0]}" if len(lines) == 1 else
+          f"gbench: error: {head} ({len(lines)} problems):\n  - " + "\n  - ".join(lines), file=sys.stderr)
+    raise SystemExit(2)
 
 
 def command_key(args: list[str]) -> str:
