@@ -150,7 +150,7 @@ def test_hostile_run_folder_is_reported_safely(hostile, tmp_path):
     md = (out / "leaderboard.md").read_text()
     tex = (out / "leaderboard.tex").read_text()
     assert "<script" not in html.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<script" not in md.lower() and "&lt;script&gt;" in md
+    assert not re.search(r"(?<!\\)<script", md.lower()) and "\\<script>" in md  # an escaped "<": no raw HTML
     assert "](http://evil.example)" not in md
     assert all(t.startswith("plots/") for t in re.findall(r"\]\(([^)]*)\)", md))
     assert not any(ln.lstrip().startswith("\\input") for ln in tex.splitlines())
@@ -207,7 +207,9 @@ def test_contained_path_and_slug(tmp_path):
     assert slug("gan") == "gan"
     assert csv_safe("=1+1") == "'=1+1" and csv_safe("@x") == "'@x" and csv_safe("\tx") == "'\tx"
     assert csv_safe(-1.5) == -1.5 and csv_safe("gan") == "gan"
-    assert md_text("<b>&amp; & x</b>") == "&lt;b&gt;&amp;amp; & x&lt;/b&gt;"
+    assert md_text("<b>&amp; & x</b>") == "\\<b>\\&amp; & x\\</b>"
+    assert md_text("> quote") == "\\> quote" and md_text("x >= 1") == "x >= 1"
+    assert md_text("\\<b>") == "\\\\\\<b>"  # a backslash of the record stays a backslash
 
 
 @pytest.fixture

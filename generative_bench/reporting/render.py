@@ -9,9 +9,10 @@ unfinished runs; and the published anchors in their own clearly labelled block.
 ``leaderboard.csv`` keeps one row per table row (the full sweep); ``leaderboard.json`` holds the
 headline, the full tables and the fingerprints.
 
-Record content is untrusted text: in Markdown it cannot open raw HTML, entities or links (``<``
-and ``>`` become ``&lt;``/``&gt;``, an ``&`` that would start a character reference becomes
-``&amp;``, ``](`` is broken, ``|`` and line breaks are escaped) and the only link targets are the
+Record content is untrusted text: in Markdown it cannot open raw HTML, entities or links (``<``,
+the only character that opens raw HTML or an autolink, becomes the CommonMark escape ``\<``, a
+leading ``>`` ``\>``, an ``&`` that would start a character reference ``\&``, ``](`` is broken,
+``|`` and line breaks are escaped: the source stays readable, ``x >= 1`` and not ``x &gt;= 1``) and the only link targets are the
 report's own figure paths; CSV string cells that a spreadsheet would read as a formula get a
 leading ``'``; LaTeX is escaped character by character and comment lines are kept on one line.
 """
@@ -85,9 +86,11 @@ _SAFE_TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-
 
 
 def md_text(text) -> str:
-    """Record text for one Markdown line: no raw HTML, entity or link, no line break."""
-    text = _MD_ENTITY.sub("&amp;", str(text)).replace("<", "&lt;").replace(">", "&gt;")
-    return one_line(text.replace("](", "]\\("))
+    """Record text for one Markdown line: no raw HTML, entity or link, no line break (CommonMark
+    backslash escapes, which render as the character itself)."""
+    text = _MD_ENTITY.sub("\\\\&", str(text).replace("\\", "\\\\")).replace("<", "\\<")
+    text = one_line(text.replace("](", "]\\("))
+    return "\\" + text if text.startswith(">") else text
 
 
 def _md_cell(text) -> str:
