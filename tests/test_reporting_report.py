@@ -316,3 +316,32 @@ def test_published_run_without_npz_shows_its_grid_png(tmp_path):
     (run / "samples" / "default_grid.png").unlink()
     paths = build_report([root], tmp_path / "rep2", formats=("md",))
     assert not any("_samples_gan" in p.name for p in paths["plots"])
+
+
+def test_tradeoff_lines_join_one_knob_at_one_base_setting(tmp_path):
+    """Sampler-step sweeps are not knob lines: a cfg_scale line joins its settings at the default
+    DDIM-50 sampler, in knob order, with that sampler's unguided point as its neutral one."""
+    from generative_bench.reporting.collect import collect_runs
+    from generative_bench.reporting.plots import _tradeoff_lines, backend_style
+
+    def ev(settings, fid, nfe, tag):
+        e = _evaluation("ddpm", settings, {"fid": fid, "precision": 0.7, "recall": 0.5}, tag=tag, nfe=nfe)
+        w = settings.get("cfg_scale", 0.0)
+        e["sampler"]["knobs"] = {"cfg_scale": {"value": w, "neutral": 0.0, "symbol": "w"}}
+        return e
+
+    evals = [ev({"method": "ddim", "steps": 50, "cfg_scale": 0.0}, 30.0, 50, "a"),
+             ev({"method": "ddim", "steps": 10, "cfg_scale": 0.0}, 40.0, 10, "b"),
+             ev({"method": "ancestral", "steps": None, "cfg_scale": 0.0}, 25.0, 1000, "c"),
+             ev({"method": "ddim", "steps": 50, "cfg_scale": 3.0}, 35.0, 100, "d"),
+             ev({"method": "ddim", "steps": 50, "cfg_scale": 1.0}, 28.0, 100, "e")]
+    write_run(tmp_path, "0_ddpm", "ddpm", "diffusion", 0, evals, {"defined": True, "bpd": 4.0}, display="DDPM")
+    write_run(tmp_path, "1_gan", "gan", "gan", 0, [_evaluation("gan", {}, {"fid": 50.0}, tag="g")],
+              {"defined": False})
+    table = build_leaderboard(collect_runs(tmp_path)).tables[0]
+    lines = list(_tradeoff_lines(table))
+    assert len(lines) == 1
+    label, knob, rows, backend = lines[0]
+    assert knob == "cfg_scale" and backend == "ddpm" and label == "ddpm: w (cfg_scale)"
+    assert list(rows["_v"]) == [0.0, 1.0, 3.0] and list(rows["fid_mean"]) == [30.0, 28.0, 35.0]
+    assert backend_style(table, "ddpm")["color"] != backend_style(table, "gan")["color"]

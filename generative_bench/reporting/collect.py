@@ -305,13 +305,19 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
 
 
+def setting_text(key: str, value: Any) -> str:
+    """``k=v`` of one sampler setting as reports show it: ``steps=full`` for the unrespaced process
+    (recorded as ``steps: null``), never ``steps=None``."""
+    return f"{key}=full" if key == "steps" and value is None else f"{key}={value}"
+
+
 def settings_label(sampler: dict[str, Any]) -> str:
     """``name (k=v, ...)`` for a sampler dict; ``name (default)`` with no settings."""
     name = str(sampler.get("name") or "sampler")
     settings = sampler.get("settings") or {}
     if not settings:
         return f"{name} (default)"
-    return f"{name} (" + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) + ")"
+    return f"{name} (" + ", ".join(setting_text(k, v) for k, v in sorted(settings.items())) + ")"
 
 
 def config_variant(overrides: Sequence[str]) -> str:

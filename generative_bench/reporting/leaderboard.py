@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generative_bench.reporting.collect import Collection, knob_of, measurements
+from generative_bench.reporting.collect import Collection, knob_of, measurements, setting_text
 
 NOT_COMPARABLE = "NOT comparable to published figures"
 
@@ -599,7 +599,7 @@ def short_setting(settings: dict[str, Any]) -> str:
     if not settings:
         return "default"
     items = [str(settings["method"])] if settings.get("method") is not None else []
-    items += [f"{k}={v}" for k, v in sorted(settings.items()) if k != "method"]
+    items += [setting_text(k, v) for k, v in sorted(settings.items()) if k != "method"]
     return ", ".join(items)
 
 

@@ -22,6 +22,7 @@ and every figure is written directly inside the output folder under a sanitised 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import textwrap
@@ -215,14 +216,32 @@ def _save_tight(fig, out: Path) -> Path:
     return out
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def backend_style(table: ProtocolTable, backend: str, method: str = "") -> dict[str, Any]:
+    """One colour per backend in every figure of a table (in the order the table lists them) and
+    one line style per sampling method of that backend."""
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    f = table.frame
+    backends = list(dict.fromkeys(f["backend"]))
+    methods = list(dict.fromkeys(f.loc[f["backend"] == backend, "method"])) if "method" in f else [""]
+    i = backends.index(backend) if backend in backends else len(backends)
+    j = methods.index(method) if method in methods else 0
+    return {"color": colors[i % len(colors)], "linestyle": LINE_STYLES[j % len(LINE_STYLES)]}
+
+
 def _lines(table: ProtocolTable):
-    """One line per (backend, config, budget, sampling method): DDIM and ancestral never share a line."""
+    """One line per (backend, config, budget, sampling method): DDIM and ancestral never share a line.
+    Yields (label, rows, style) with the backend's colour and the method's line style."""
     f = table.frame
     varies = {c: f[c].nunique() > 1 for c in ("config", "budget")}  # a column shared by every row says nothing
     for (backend, config, budget, how), grp in f.groupby(["backend", "config", "budget", "method"], sort=True):
         label = " ".join(x for x in (backend, how, config if varies["config"] else "",
                                      budget if varies["budget"] else "") if x)
-        yield label, grp.sort_values("nfe")
+        yield label, grp.sort_values("nfe"), backend_style(table, backend, how)
 
 
 def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
@@ -235,13 +254,13 @@ def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
     panels = ([spec.key] if spec is not None else []) + ["ips"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     for ax, key in zip(axes[0], panels):
-        for label, grp in _lines(table):
+        for label, grp, look in _lines(table):
             g = grp[grp["nfe"].notna() & grp[f"{key}_mean"].notna()]
             if g.empty:
                 continue
             err = g[f"{key}_std"].fillna(0).to_numpy()
-            style = "-o" if len(g) > 1 else "s"
-            ax.errorbar(g["nfe"], g[f"{key}_mean"], yerr=err, fmt=style, capsize=3, ms=6, label=label)
+            ax.errorbar(g["nfe"], g[f"{key}_mean"], yerr=err, fmt="o" if len(g) > 1 else "s", capsize=3, ms=6,
+                        label=label, color=look["color"], linestyle=look["linestyle"] if len(g) > 1 else "none")
         ax.set_xlabel("network evaluations per image (NFE)")
         ax.set_ylabel(table.label(spec) if key != "ips" else "sampling images / s")
         if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
@@ -273,20 +292,21 @@ def metric_panels_figure(table: ProtocolTable):
     x_key = "nfe" if f["nfe"].notna().any() else None
     lines = list(_lines(table))
     for ax, spec in zip(axes.flat, specs):
-        for i, (label, grp) in enumerate(lines):
+        for i, (label, grp, look) in enumerate(lines):
             g = grp[grp[f"{spec.key}_mean"].notna()]
             if g.empty:
                 continue
             x = g["nfe"] if x_key else i + np.linspace(-0.25, 0.25, len(g)) * (len(g) > 1)
             ax.errorbar(x, g[f"{spec.key}_mean"], yerr=g[f"{spec.key}_std"].fillna(0).to_numpy(),
-                        fmt="-o" if len(g) > 1 else "s", capsize=3, ms=5, label=label)
+                        fmt="o" if len(g) > 1 else "s", capsize=3, ms=5, label=label, color=look["color"],
+                        linestyle=look["linestyle"] if len(g) > 1 else "none")
         ax.set_ylabel(table.label(spec))
         if x_key:
             ax.set_xlabel("network evaluations per image (NFE)")
             if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
                 ax.set_xscale("log")
         else:  # no NFE recorded: one tick per line
-            ax.set_xticks(range(len(lines)), [textwrap.shorten(lab, 18) for lab, _ in lines], fontsize=7)
+            ax.set_xticks(range(len(lines)), [textwrap.shorten(lab, 18) for lab, _, _ in lines], fontsize=7)
             ax.set_xlim(-0.6, len(lines) - 0.4)
         ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=8)
         ax.grid(alpha=0.3)
@@ -306,27 +326,37 @@ def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
 
 
 def _tradeoff_lines(table: ProtocolTable):
-    """(label, knob, rows sorted by knob value) with the neutral (unguided) row in every knob line.
-
-    ``_v`` is the knob's value on each row (its neutral value on the neutral row). Labels name the
-    backend and the knob; configuration and budget only when they differ between lines."""
+    """(label, knob, rows sorted by knob value, backend) of every knob line: the settings of one
+    declared knob at one base setting (the other sampler settings equal), its neutral point among
+    them. ``_v`` is the knob's value on each row (its neutral value on the neutral row). Settings
+    that differ otherwise (sampler steps, methods) are separate lines, or, without a moved knob, no
+    line at all: they belong to the quality-vs-NFE figure. Labels name the backend and the knob;
+    configuration and budget only when they differ between lines."""
     f = table.frame
     groups = list(f.groupby(["backend", "config", "budget"], sort=True))
     vary = {i: len({key[i] for key, _ in groups}) > 1 for i in (1, 2)}
     for (backend, config, budget), grp in groups:
         name = " ".join(x for i, x in ((0, backend), (1, config), (2, budget)) if x and (i == 0 or vary[i]))
-        neutral = grp[grp["knob"] == ""]
+        knobs = set().union(*[set(n or ()) for n in grp["knob_names"]]) if "knob_names" in grp else set()
+
+        def base(settings) -> str:
+            return json.dumps({k: v for k, v in (settings or {}).items() if k not in knobs}, sort_keys=True,
+                              default=str)
+
+        bases = grp["settings"].map(base) if "settings" in grp else pd.Series("", index=grp.index)
+        several = bases[grp["knob"] != ""].nunique() > 1
         for knob in sorted(k for k in grp["knob"].unique() if k):
-            moved = grp[grp["knob"] == knob]
-            rows = pd.concat([neutral, moved]) if len(neutral) else moved
-            neutrals = moved["knob_neutrals"].iloc[0] if "knob_neutrals" in moved else {}
-            neutral_value = float((neutrals or {}).get(knob) or 0.0)
-            values = [neutral_value if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
-            rows = rows.assign(_v=values).sort_values("_v")
-            symbols = moved["knob_symbols"].iloc[0] if "knob_symbols" in moved else {}
-            yield f"{name}: {(symbols or {}).get(knob) or knob} ({knob})", knob, rows
-        if not (grp["knob"] != "").any() and len(neutral):
-            yield name, "", neutral.assign(_v=np.nan)
+            for b in sorted(bases[grp["knob"] == knob].unique()):
+                moved = grp[(grp["knob"] == knob) & (bases == b)]
+                neutral = grp[(grp["knob"] == "") & (bases == b)]
+                rows = pd.concat([neutral, moved]) if len(neutral) else moved
+                neutrals = moved["knob_neutrals"].iloc[0] if "knob_neutrals" in moved else {}
+                neutral_value = float((neutrals or {}).get(knob) or 0.0)
+                values = [neutral_value if k == "" else float(v) for k, v in zip(rows["knob"], rows["knob_value"])]
+                rows = rows.assign(_v=values).sort_values("_v")
+                symbols = moved["knob_symbols"].iloc[0] if "knob_symbols" in moved else {}
+                at = f" at {short_setting(json.loads(b))}" if several else ""
+                yield f"{name}: {(symbols or {}).get(knob) or knob} ({knob}){at}", knob, rows, backend
 
 
 def tradeoff_figure(table: ProtocolTable):
@@ -351,15 +381,17 @@ def tradeoff_figure(table: ProtocolTable):
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (xk, yk) in zip(axes[0], pairs):
-        for i, (label, knob, rows) in enumerate(_tradeoff_lines(table)):
-            color = colors[i % len(colors)]
+        drawn: dict[str, int] = {}  # lines per backend: one colour per backend, one style per line
+        for label, knob, rows, backend in _tradeoff_lines(table):
+            color = backend_style(table, backend)["color"]
             x_col = "_v" if xk == "knob" else f"{xk}_mean"
             g = rows[rows[x_col].notna() & rows[f"{yk}_mean"].notna()]
             if g.empty:
                 continue
-            ax.plot(g[x_col], g[f"{yk}_mean"], "-o", color=color, ms=4, label=label)
+            style = LINE_STYLES[drawn.get(backend, 0) % len(LINE_STYLES)]
+            drawn[backend] = drawn.get(backend, 0) + 1
+            ax.plot(g[x_col], g[f"{yk}_mean"], marker="o", linestyle=style, color=color, ms=4, label=label)
             if xk != "knob":
                 for _, row in g.iterrows():
                     if row["knob"]:
@@ -398,7 +430,7 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
     for backend, grp in f.groupby("backend", sort=True):
         g = grp[grp[f"{p}_mean"].notna() & grp[f"{r}_mean"].notna()]
         ax.errorbar(g[f"{r}_mean"], g[f"{p}_mean"], xerr=g[f"{r}_std"].fillna(0), yerr=g[f"{p}_std"].fillna(0),
-                    fmt="o", capsize=3, label=backend)
+                    fmt="o", capsize=3, label=backend, color=backend_style(table, backend)["color"])
         if len(g) > 1:
             for _, row in g.iterrows():
                 ax.annotate(f"NFE {row['nfe']:.0f}" if row["nfe"] == row["nfe"] else row["sampler"],
@@ -406,8 +438,10 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
     labels = {s.key: table.label(s) for s in metric_specs()}
     ax.set_xlabel(labels[r] + " (coverage of the data)")
     ax.set_ylabel(labels[p] + " (fidelity)")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    for axis, col in ((ax.set_xlim, f"{r}_mean"), (ax.set_ylim, f"{p}_mean")):  # the data's range, not [0, 1]
+        vals = f[col].dropna()
+        pad = max(0.03, 0.08 * float(vals.max() - vals.min()))
+        axis(max(-0.02, float(vals.min()) - pad), min(1.02, float(vals.max()) + pad))
     ax.grid(alpha=0.3)
     _legend_outside(fig, ax)
     ax.set_title(f"Precision vs recall — {table.pid}", fontsize=9)
