@@ -130,16 +130,28 @@ GUIDANCE_HEADING = ("Published trade-off — for context only: Diffusion Models 
                     "(different data and protocol, not measured here)")
 
 
-def anchors_frame(families: set[str] | None = None, guidance: bool = False, first_stage: bool = False) -> pd.DataFrame:
-    """One row per anchor (strings), optionally only for the model families in a report;
-    ``guidance`` gives the published trade-off rows instead of the headline ones, ``first_stage``
-    the reconstruction figures of latent diffusion's autoencoders."""
+def same_data(anchor_dataset: str, dataset: str) -> bool:
+    """Whether an anchor's dataset ("CIFAR-10 (official), unconditional 32×32") is a report's
+    dataset (``cifar10``, ``cifar10_jpeg``): the names compared without case and punctuation."""
+    def norm(text: str) -> str:
+        return "".join(c for c in str(text).lower() if c.isalnum())
+    name = norm(dataset).removesuffix("jpeg")
+    return bool(name) and norm(anchor_dataset).startswith(name)
+
+
+def anchors_frame(families: set[str] | None = None, guidance: bool = False, first_stage: bool = False,
+                  datasets: set[str] | None = None) -> pd.DataFrame:
+    """One row per anchor (strings), optionally only for the model families and the datasets of a
+    report; ``guidance`` gives the published trade-off rows instead of the headline ones,
+    ``first_stage`` the reconstruction figures of latent diffusion's autoencoders."""
     anchors, columns = (GUIDANCE_ANCHORS, GUIDANCE_COLUMNS) if guidance else (ANCHORS, ANCHOR_COLUMNS)
     if first_stage:
         anchors, columns = FIRST_STAGE_ANCHORS, FIRST_STAGE_COLUMNS
     rows = []
     for a in anchors:
         if families is not None and a.family not in families:
+            continue
+        if datasets is not None and not any(same_data(a.dataset, d) for d in datasets):
             continue
         row = {"Model": a.model, "Source": a.source, "Dataset": a.dataset}
         row.update({c: a.figures.get(c, "") for c in columns})

@@ -26,13 +26,12 @@ from typing import Any
 import pandas as pd
 
 from generative_bench.io import atomic_write_text
-from generative_bench.reporting.anchors import (ANCHOR_HEADING, ANCHOR_NOTE, FIRST_STAGE_HEADING, GUIDANCE_HEADING,
-                                                anchors_frame)
+from generative_bench.reporting.anchors import ANCHOR_NOTE
 from generative_bench.reporting.collect import Collection, clean_text, contained_path
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, Leaderboard, display_frame,
                                                     fingerprint_items, fingerprint_summary, headline,
                                                     headline_display)
-from generative_bench.reporting.render import backend_frames, banner, has_family, has_knob_sweep
+from generative_bench.reporting.render import anchor_sections, backend_frames, banner
 
 _CSS = """
 *{box-sizing:border-box}
@@ -200,15 +199,8 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
             images.tag(path, f"training: {name} ({pid})") for pid, name, path in curves) + "</div>")
     body.append("<h2>Failed and unfinished runs</h2>")
     body.append(_table(board.failed, cls="failed") if len(board.failed) else "<p><i>none</i></p>")
-    if any(not t.toy for t in board.tables):
-        body.append(f'<div class="anchors"><h2>{_esc(ANCHOR_HEADING)}</h2><p>{_esc(ANCHOR_NOTE)}</p>'
-                    f"{_table(anchors_frame())}</div>")
-    if has_knob_sweep(board):
-        body.append(f'<div class="anchors"><h2>{_esc(GUIDANCE_HEADING)}</h2><p>{_esc(ANCHOR_NOTE)}</p>'
-                    f"{_table(anchors_frame(guidance=True))}</div>")
-    if has_family(board, "latent_diffusion"):
-        body.append(f'<div class="anchors"><h2>{_esc(FIRST_STAGE_HEADING)}</h2><p>{_esc(ANCHOR_NOTE)}</p>'
-                    f"{_table(anchors_frame(first_stage=True))}</div>")
+    for heading, frame in anchor_sections(board):
+        body.append(f'<div class="anchors"><h2>{_esc(heading)}</h2><p>{_esc(ANCHOR_NOTE)}</p>{_table(frame)}</div>')
     n_runs = len(collection.records) + len(collection.problems)
     body.append("<h2>Runs</h2>")
     body.append(f"<details><summary>{n_runs} run folder(s): Hydra overrides, commands, files and training curves"

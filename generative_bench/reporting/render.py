@@ -167,14 +167,24 @@ def has_family(board: Leaderboard, family: str) -> bool:
     return any("family" in t.frame and (t.frame["family"] == family).any() for t in board.tables)
 
 
+def anchor_sections(board: Leaderboard) -> list[tuple[str, pd.DataFrame]]:
+    """(heading, rows) of the published anchors that belong beside these tables: only for the
+    datasets the image tables measured (no ImageNet rows under a CIFAR-10 or a 2-D table)."""
+    datasets = {str(t.protocol.get("dataset") or "") for t in board.tables if not t.toy}
+    if not datasets:
+        return []
+    sections = [(ANCHOR_HEADING, anchors_frame(datasets=datasets))]
+    if has_knob_sweep(board):
+        sections.append((GUIDANCE_HEADING, anchors_frame(guidance=True, datasets=datasets)))
+    if has_family(board, "latent_diffusion"):
+        sections.append((FIRST_STAGE_HEADING, anchors_frame(first_stage=True, datasets=datasets)))
+    return [(heading, frame) for heading, frame in sections if len(frame)]
+
+
 def anchors_markdown(board: Leaderboard) -> list[str]:
     out = []
-    if any(not t.toy for t in board.tables):
-        out += [f"## {ANCHOR_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame()), ""]
-    if has_knob_sweep(board):
-        out += [f"## {GUIDANCE_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame(guidance=True)), ""]
-    if has_family(board, "latent_diffusion"):
-        out += [f"## {FIRST_STAGE_HEADING}", "", f"> {ANCHOR_NOTE}", "", _md_table(anchors_frame(first_stage=True)), ""]
+    for heading, frame in anchor_sections(board):
+        out += [f"## {heading}", "", f"> {ANCHOR_NOTE}", "", _md_table(frame), ""]
     return out
 
 
@@ -340,8 +350,8 @@ def to_latex(board: Leaderboard, title: str) -> str:
     if len(board.failed):
         failed = board.failed[["run folder", "status", "stage", "error"]]
         out.append(_tex_table(failed, "Failed and unfinished runs (no numbers in the tables above).", []))
-    if any(not t.toy for t in board.tables):
-        out.append(_tex_table(anchors_frame(), tex_escape(f"{ANCHOR_HEADING}. {ANCHOR_NOTE}"), []))
+    for heading, frame in anchor_sections(board):
+        out.append(_tex_table(frame, tex_escape(f"{heading}. {ANCHOR_NOTE}"), []))
     return "\n\n".join(out) + "\n"
 
 
