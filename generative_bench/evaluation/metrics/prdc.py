@@ -225,13 +225,17 @@ def _distinct_rows(x: np.ndarray):
 def _merge_nearest(best_d, best_i, block, col0, keep):
     """The ``keep`` smallest of each row of [best, block] with their column indices (unsorted).
 
-    Once every row has ``keep`` finite entries only the block's entries below a row's current
-    largest can enter: they are picked out with one comparison (few, after the first blocks)
-    instead of an argpartition of the whole block."""
+    Only the block's entries below a row's current largest kept value (or, in a row's first block,
+    up to its keep-th smallest) can enter: they are picked out with one comparison instead of an
+    argpartition of the whole block."""
     n_rows, n_cols = block.shape
     thr = best_d.max(axis=1)
-    if n_cols > keep and np.isfinite(thr).all():
-        flat = np.flatnonzero(block < thr[:, None])
+    if n_cols > keep:
+        if np.isfinite(thr).all():
+            flat = np.flatnonzero(block < thr[:, None])
+        else:  # a row's first block: its keep-th smallest value, then the entries up to it (ties too)
+            thr = np.partition(block, keep - 1, axis=1)[:, keep - 1]  # a copy: 3x faster than argpartition
+            flat = np.flatnonzero(block <= thr[:, None])
         if len(flat) <= 4 * keep * n_rows:
             if not len(flat):
                 return best_d, best_i
