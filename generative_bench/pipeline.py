@@ -10,8 +10,6 @@ finished run (or sweep) samples and scores nothing and goes straight to its repo
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import math
 import time
@@ -24,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from generative_bench import distributed
 from generative_bench.backends.base import Backend
 from generative_bench.config import config_key, instantiate, run_identity
+from generative_bench.content import code_digest, weights_digest
 from generative_bench.data.codec import to_model_space
 from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
@@ -39,33 +38,9 @@ log = logging.getLogger("gbench")
 NON_RESULT_EVAL_KEYS = ("batch_size",)
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 over a module's state dict (names, dtypes, shapes and bytes, in order)."""
-    h = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-@functools.cache
-def code_digest() -> str:
-    """sha256 of the package's own source files and the versions of the libraries the numbers
-    depend on: a result recorded by other code is never taken for this code's."""
-    import numpy
-    import scipy
-
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256(f"torch {torch.__version__} numpy {numpy.__version__} scipy {scipy.__version__};".encode())
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 def content_key(kind: str, cfg: DictConfig, weights: str | None, **parts: Any) -> str:
     """The key under which a stage's result is recorded: what it measured, on which weights, with
-    which code (:func:`code_digest`)."""
+    which code (:func:`generative_bench.content.code_digest`)."""
     data = _plain(cfg.data) or {}
     ev = {k: v for k, v in (_plain(cfg.eval) or {}).items() if k not in NON_RESULT_EVAL_KEYS}
     return config_key({"kind": kind, "weights": weights, "data": data, "eval": ev, "seed": int(cfg.seed),

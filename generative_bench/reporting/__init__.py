@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from generative_bench.errors import InputError
+from generative_bench.io import atomic_write_json, read_json
 from generative_bench.reporting.collect import Collection, collect_runs
 from generative_bench.reporting.leaderboard import Leaderboard, build_leaderboard
 
@@ -51,10 +52,14 @@ def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_di
     if unknown:
         raise InputError(f"unknown report format(s) {unknown}; choose from {list(FORMATS)}")
     collection = collect_runs(inputs)
-    board = build_leaderboard(collection)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     title = title or "generative-bench leaderboard"
+    key = _content_key(collection, formats=formats, title=title, plots=plots, embed_images=embed_images)
+    kept = _kept_report(out, key)
+    if kept is not None:
+        return kept
+    board = build_leaderboard(collection)
+    out.mkdir(parents=True, exist_ok=True)
     summary = _summary(collection, board)
 
     made, errors, pngs = {}, [], []
@@ -76,7 +81,42 @@ def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_di
 
         written["html"] = build_html(board, collection, out, title, summary, made, errors, embed_images)
     written["plots"] = pngs
+    atomic_write_json(out / KEY_FILE, {"content_key": key, "written": {k: os.fspath(v) if isinstance(v, Path)
+                                                                     else [os.fspath(p) for p in v]
+                                                                     for k, v in written.items()}})
     return written
+
+
+#: what a report folder was built from (``build_report`` keeps the folder when it would be the same)
+KEY_FILE = ".report_key.json"
+
+
+def _content_key(collection: Collection, **options) -> str:
+    """What the report would show: the records' results (not the times a rerun rewrites), the
+    failed runs, the options and the code."""
+    from generative_bench.content import records_digest
+
+    records = [(os.fspath(r.run_dir), r.data) for r in collection.records]
+    problems = [(os.fspath(p.run_dir), {"status": p.status, "stage": p.stage, "error": p.error})
+                for p in collection.problems]
+    return records_digest(records + problems, inputs=[os.fspath(p) for p in collection.inputs], **options)
+
+
+def _kept_report(out: Path, key: str) -> dict[str, Path] | None:
+    """The paths of the report already in ``out`` when it was built from the same content and all
+    its files are still there; None otherwise (it is then built again)."""
+    try:
+        stored = read_json(out / KEY_FILE)
+    except (OSError, ValueError):
+        return None
+    written = stored.get("written") if isinstance(stored, dict) else None
+    if stored.get("content_key") != key or not isinstance(written, dict):
+        return None
+    paths = {k: (Path(v) if isinstance(v, str) else [Path(p) for p in v]) for k, v in written.items()}
+    files = [p for v in paths.values() for p in (v if isinstance(v, list) else [v])]
+    if not all(p.is_file() and p.resolve().is_relative_to(out.resolve()) for p in files):
+        return None
+    return paths
 
 
 __all__ = ["FORMATS", "build_leaderboard", "build_report", "collect_runs"]
