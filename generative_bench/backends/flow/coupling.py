@@ -1,4 +1,4 @@
-"""Affine coupling, one Glow step of flow, and the (conditional) Gaussian priors of the latents.
+"""Affine coupling and the (conditional) Gaussian priors of the latents (a step of flow: step.py).
 
 Images use 3x3 convolutions in the coupling networks; vectors enter as (N, d, 1, 1) and use
 1x1 convolutions, i.e. an MLP, so both kinds of data share these classes.
@@ -11,8 +11,7 @@ import math
 import torch
 from torch import nn
 
-from generative_bench.backends.flow.layers import ActNorm, InvertibleConv1x1
-from generative_bench.errors import InputError
+from generative_bench.backends.flow.layers import ActNorm
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -108,38 +107,6 @@ class AffineCoupling(nn.Module):
         return torch.cat([z_a, (z_b - t) * torch.exp(-log_s)], dim=1)
 
 
-COUPLINGS = ("affine", "spline")
-
-
-class FlowStep(nn.Module):
-    """actnorm -> invertible 1x1 conv -> coupling (Kingma & Dhariwal 2018, Fig. 2a): ``coupling="affine"``
-    (:class:`AffineCoupling`) or ``"spline"`` (a rational-quadratic spline of ``bins`` bins on
-    [-bound, bound], :mod:`spline`)."""
-
-    def __init__(self, channels: int, hidden: int, kernel: int, depth: int = 1, clamp: float = 2.0, lu: bool = True,
-                 num_classes: int = 0, coupling: str = "affine", bins: int = 8, bound: float = 4.0):
-        super().__init__()
-        if coupling not in COUPLINGS:
-            raise InputError(f"flow coupling must be one of {list(COUPLINGS)}, got {coupling!r}")
-        self.norm = ActNorm(channels)
-        self.mix = InvertibleConv1x1(channels, lu=lu)
-        if coupling == "affine":
-            self.coupling = AffineCoupling(channels, hidden, kernel, depth, clamp, num_classes)
-        else:
-            from generative_bench.backends.flow.spline import SplineCoupling
-
-            self.coupling = SplineCoupling(channels, hidden, kernel, depth, bins, bound, num_classes)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, ld1 = self.norm(x)
-        x, ld2 = self.mix(x)
-        x, ld3 = self.coupling(x, y)
-        return x, ld1 + ld2 + ld3
-
-    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.norm.inverse(self.mix.inverse(self.coupling.inverse(z, y)))
-
-
 class SplitPrior(nn.Module):
     """p(z_i | h_i) = N(mean(h_i), exp(log_std(h_i))^2) from a zero conv: the factored-out half of a
     multi-scale level (Dinh et al. 2017, Sec. 3.6; Glow's learned split prior)."""
@@ -169,5 +136,5 @@ class TopPrior(nn.Module):
         return mean, log_std
 
 
-__all__ = ["AffineCoupling", "COUPLINGS", "ClassBias", "Conditioner", "FlowStep", "Pointwise", "SplitPrior", "TopPrior",
-           "conv", "gaussian_log_prob", "zero_conv"]
+__all__ = ["AffineCoupling", "ClassBias", "Conditioner", "Pointwise", "SplitPrior", "TopPrior", "conv",
+           "gaussian_log_prob", "zero_conv"]

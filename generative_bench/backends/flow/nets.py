@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from generative_bench.backends.flow.coupling import FlowStep, SplitPrior, TopPrior, gaussian_log_prob
+from generative_bench.backends.flow.coupling import SplitPrior, TopPrior, gaussian_log_prob
+from generative_bench.backends.flow.step import FlowStep
 from generative_bench.backends.flow.layers import squeeze2d, unsqueeze2d
 from generative_bench.errors import InputError
 
