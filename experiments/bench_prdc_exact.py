@@ -138,7 +138,7 @@ def main() -> None:
               "values": values, "duplicates": {"n": args.dup_n, "dim": args.dup_dim, "fractions": dup}}
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), record)
-    lines = [f"# P/R/D/C with exact decisions: speed against the previous code and the prdc package",
+    lines = ["# P/R/D/C with exact decisions: speed against the previous code and the prdc package",
              "", f"Command: `{record['command']}`", "",
              f"{record['cpu']}; BLAS {record['blas']}; one BLAS thread; N = {args.n:,} x {args.dim} float32 per set (|z| features as in "
              f"bench_metrics), k = {K}, '<' for all four; {args.repeats} interleaved repeats, medians.", "",

@@ -253,8 +253,11 @@ def reconstruction(cfg: DictConfig, backend: Backend, record: RunRecord, evaluat
         return
     t0 = time.perf_counter()
     split = load_split(cfg.data, str(opts.get("split", "test")), subset=opts.get("examples"), progress=False)
+    from generative_bench.evaluation.metrics.fid import feature_frechet
+
     entry = report(split.x, batch_size=int(opts.get("batch_size", 100)),
-                   extractor=evaluator.extractor if evaluator.is_image and opts.get("rfd", True) else None)
+                   distance=feature_frechet(evaluator.extractor) if evaluator.is_image and opts.get("rfd", True)
+                   else None)
     entry.update(split=str(opts.get("split", "test")), wall_s=round(time.perf_counter() - t0, 3))
     record.update(reconstruction=entry)
     log.info("%s first stage: %s", cfg.model.name, {k: round(v, 4) if isinstance(v, float) else v

@@ -102,7 +102,9 @@ def test_reconstruction_error_is_recorded_and_finite(trained):
         def describe(self):
             return {"name": "pixels", "comparable": False}
 
-    rec = backend.first_stage_report(_images(32, seed=1), batch_size=10, extractor=PixelFeatures())
+    from generative_bench.evaluation.metrics.fid import feature_frechet
+
+    rec = backend.first_stage_report(_images(32, seed=1), batch_size=10, distance=feature_frechet(PixelFeatures()))
     assert rec["examples"] == 32 and rec["downsampling_factor"] == 2 and rec["latent_shape"] == [2, 4, 4]
     for key in ("psnr_db", "psnr_db_std", "mse_uint8", "rfd", "latent_scale"):
         assert math.isfinite(rec[key]), key

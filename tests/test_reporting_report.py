@@ -345,3 +345,22 @@ def test_tradeoff_lines_join_one_knob_at_one_base_setting(tmp_path):
     assert knob == "cfg_scale" and backend == "ddpm" and label == "ddpm: w (cfg_scale)"
     assert list(rows["_v"]) == [0.0, 1.0, 3.0] and list(rows["fid_mean"]) == [30.0, 28.0, 35.0]
     assert backend_style(table, "ddpm")["color"] != backend_style(table, "gan")["color"]
+
+
+def test_first_stage_reconstruction_is_shown_when_recorded(tmp_path):
+    """Latent diffusion records its autoencoder's PSNR and rFD: the report shows them in their own
+    table, the rFD flagged when its feature space is not the published one."""
+    from generative_bench.reporting import build_report
+
+    run = write_run(tmp_path / "runs", "0_ldm", "ldm", "latent_diffusion", 0,
+                    [_evaluation("ldm", {}, {"fid": 60.0}, tag="l")], {"defined": False}, display="LDM")
+    rec = json.loads((run / "results.json").read_text())
+    rec["reconstruction"] = {"examples": 200, "psnr_db": 27.5, "rfd": 3.25, "rfd_features": "cifar10-resnet",
+                             "rfd_comparable": False, "latent_shape": [4, 8, 8], "downsampling_factor": 4}
+    (run / "results.json").write_text(json.dumps(rec))
+    paths = build_report([tmp_path / "runs"], tmp_path / "out", plots=False)
+    md = paths["md"].read_text()
+    assert "## First-stage reconstruction" in md
+    row = _md_rows(md[md.index("## First-stage reconstruction"):], "| Backend")[0]
+    assert row["PSNR (dB)"] == "27.50" and row["rFD"] == "3.25 (NOT comparable)" and row["Latent"] == "4×8×8"
+    assert "First-stage reconstruction" in paths["html"].read_text()

@@ -31,7 +31,8 @@ from generative_bench.reporting.collect import Collection, clean_text, contained
 from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, Leaderboard, display_frame,
                                                     fingerprint_items, fingerprint_summary, headline,
                                                     headline_display)
-from generative_bench.reporting.render import anchor_sections, backend_frames, banner
+from generative_bench.reporting.render import (FIRST_STAGE_MEASURED, anchor_sections, backend_frames, banner,
+                                               first_stage_frame)
 
 _CSS = """
 *{box-sizing:border-box}
@@ -197,6 +198,9 @@ def build_html(board: Leaderboard, collection: Collection, out_dir: Path, title:
         body.append("<h2>Training curves</h2>")
         body.append('<div class="curves">' + "".join(
             images.tag(path, f"training: {name} ({pid})") for pid, name, path in curves) + "</div>")
+    first = first_stage_frame(board)
+    if len(first):
+        body.append(f"<h2>{_esc(FIRST_STAGE_MEASURED)}</h2>{_table(first)}")
     body.append("<h2>Failed and unfinished runs</h2>")
     body.append(_table(board.failed, cls="failed") if len(board.failed) else "<p><i>none</i></p>")
     for heading, frame in anchor_sections(board):

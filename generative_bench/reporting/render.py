@@ -10,10 +10,10 @@ unfinished runs; and the published anchors in their own clearly labelled block.
 headline, the full tables and the fingerprints.
 
 Record content is untrusted text: in Markdown it cannot open raw HTML, entities or links (``<``,
-the only character that opens raw HTML or an autolink, becomes the CommonMark escape ``\<``, a
-leading ``>`` ``\>``, an ``&`` that would start a character reference ``\&``, ``](`` is broken,
-``|`` and line breaks are escaped: the source stays readable, ``x >= 1`` and not ``x &gt;= 1``) and the only link targets are the
-report's own figure paths; CSV string cells that a spreadsheet would read as a formula get a
+the only character that opens raw HTML or an autolink, gets the CommonMark backslash escape, as
+do a leading ``>`` and an ``&`` that would start a character reference; ``](`` is broken, ``|``
+and line breaks are escaped: the source stays readable, ``x >= 1`` and not ``x &gt;= 1``) and
+the only link targets are the report's own figure paths; CSV string cells that a spreadsheet would read as a formula get a
 leading ``'``; LaTeX is escaped character by character and comment lines are kept on one line.
 """
 
@@ -148,6 +148,9 @@ def to_markdown(board: Leaderboard, title: str, summary: str, figures: list[tupl
                 out += [_md_table(disp.frame), ""] + _md_notes(disp.notes) + [""]
             out += [f"### {_md_cell(table.pid)} · protocol fingerprint", ""]
             out += [f"- **{k}:** {_md_cell(v)}" for k, v in fingerprint_items(table)] + [""]
+    first = first_stage_frame(board)
+    if len(first):
+        out += [f"## {FIRST_STAGE_MEASURED}", "", _md_table(first), ""]
     out += ["## Failed and unfinished runs", ""]
     out += [_md_table(board.failed) if len(board.failed) else "_none_", ""]
     out += anchors_markdown(board)
@@ -155,6 +158,36 @@ def to_markdown(board: Leaderboard, title: str, summary: str, figures: list[tupl
     if links:
         out += ["## Figures", ""] + [f"- {link}" for link in links] + [""]
     return "\n".join(out)
+
+
+FIRST_STAGE_MEASURED = "First-stage reconstruction (models with an autoencoder, measured here)"
+
+
+def first_stage_frame(board: Leaderboard) -> pd.DataFrame:
+    """One row per run whose record holds a first-stage reconstruction entry (latent diffusion):
+    PSNR of the uint8 round trip and rFD in the evaluation's feature space, as recorded."""
+    rows, seen = [], set()
+    for table in board.tables:
+        for r in table.rows:
+            rec = r.get("record")
+            entry = (getattr(rec, "data", {}) or {}).get("reconstruction")
+            if not isinstance(entry, dict) or r["run_dir"] in seen:
+                continue
+            seen.add(r["run_dir"])
+
+            def num(key, digits):
+                v = entry.get(key)
+                return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
+
+            rfd = num("rfd", 2)
+            if rfd != "—" and not entry.get("rfd_comparable", False):
+                rfd += " (NOT comparable)"
+            rows.append({"Backend": r.get("display") or r["backend"], "Seed": r.get("seed"),
+                         "Held-out images": entry.get("examples"), "PSNR (dB)": num("psnr_db", 2),
+                         "rFD": rfd, "Features": entry.get("rfd_features") or "—",
+                         "Latent": "×".join(str(x) for x in entry.get("latent_shape") or []) or "—",
+                         "Downsampling f": entry.get("downsampling_factor")})
+    return pd.DataFrame(rows)
 
 
 def has_knob_sweep(board: Leaderboard) -> bool:

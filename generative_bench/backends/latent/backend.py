@@ -205,11 +205,12 @@ class LatentDiffusionBackend(Backend):
         finally:
             self.train(was_training)
 
-    def first_stage_report(self, images: torch.Tensor, batch_size: int = 100, extractor: Any = None) -> dict[str, Any]:
-        """Reconstruction quality on held-out uint8 ``images`` (PSNR, and rFD in ``extractor``'s space)."""
+    def first_stage_report(self, images: torch.Tensor, batch_size: int = 100, distance: Any = None) -> dict[str, Any]:
+        """Reconstruction quality on held-out uint8 ``images``: PSNR, and what ``distance``
+        (originals, reconstructions) adds (the pipeline's rFD in the evaluation's feature space)."""
         from generative_bench.backends.latent.reconstruction import reconstruction_record
 
-        return reconstruction_record(self, images, batch_size=batch_size, extractor=extractor)
+        return reconstruction_record(self, images, batch_size=batch_size, distance=distance)
 
     # ----------------------------------------------------------------- likelihood
     def nll(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,

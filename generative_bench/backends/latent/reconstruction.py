@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -25,8 +25,12 @@ def reconstruct_uint8(backend, images: torch.Tensor, batch_size: int = 100) -> t
     return torch.cat(out) if out else images[:0].clone()
 
 
-def reconstruction_record(backend, images: torch.Tensor, batch_size: int = 100, extractor: Any = None) -> dict[str, Any]:
-    """PSNR (+ rFD with ``extractor``) of ``backend``'s first stage on held-out uint8 ``images``."""
+def reconstruction_record(backend, images: torch.Tensor, batch_size: int = 100,
+                          distance: Callable[[torch.Tensor, torch.Tensor], dict[str, Any]] | None = None
+                          ) -> dict[str, Any]:
+    """PSNR of ``backend``'s first stage on held-out uint8 ``images``, plus what ``distance``
+    (originals, reconstructions) -> fields adds (the evaluation's rFD: the caller owns the feature
+    space, so a backend needs nothing of the evaluation package)."""
     check_uint8_images(images, name="held-out images", channels=None)
     rec = reconstruct_uint8(backend, images, batch_size)
     per_image = psnr(rec.double(), images.double(), peak_to_peak=255.0)
@@ -41,16 +45,8 @@ def reconstruction_record(backend, images: torch.Tensor, batch_size: int = 100, 
         "latent_shape": list(backend.latent_shape),
         "latent_scale": float(backend.latent_scale),
     }
-    if extractor is not None:
-        from generative_bench.evaluation import metrics as M
-
-        real = extractor.extract_tensor(images)["pool"]
-        fake = extractor.extract_tensor(rec)["pool"]
-        mu_r, sigma_r = M.gaussian_stats(real, "original features")
-        mu_f, sigma_f = M.gaussian_stats(fake, "reconstruction features")
-        desc = extractor.describe()
-        out.update(rfd=float(M.frechet_distance(mu_f, sigma_f, mu_r, sigma_r)), rfd_features=str(desc.get("name")),
-                   rfd_comparable=bool(desc.get("comparable", False)))
+    if distance is not None:
+        out.update(distance(images, rec))
     return out
 
 

@@ -36,7 +36,7 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from scipy import linalg
@@ -284,3 +284,19 @@ def fid_from_features(features1: Any, features2: Any, method: str = DEFAULT_METH
 def sfid_from_features(spatial1: Any, spatial2: Any, method: str = DEFAULT_METHOD) -> float:
     """sFID: the Frechet distance on spatial features (N, 2023), same rules as FID."""
     return fid_from_features(spatial1, spatial2, method=method)
+
+
+def feature_frechet(extractor) -> Callable[[Any, Any], dict[str, Any]]:
+    """``(originals, reconstructions) -> {"rfd", "rfd_features", "rfd_comparable"}``: the Frechet
+    distance of two uint8 image sets in ``extractor``'s pool features (reconstruction FID, R-FID,
+    in the Inception space), float64 with the harness's rule."""
+    def rfd(real_images, fake_images) -> dict[str, Any]:
+        real = extractor.extract_tensor(real_images)["pool"]
+        fake = extractor.extract_tensor(fake_images)["pool"]
+        mu_r, sigma_r = gaussian_stats(real, "original features")
+        mu_f, sigma_f = gaussian_stats(fake, "reconstruction features")
+        desc = extractor.describe()
+        return {"rfd": float(frechet_distance(mu_f, sigma_f, mu_r, sigma_r)), "rfd_features": str(desc.get("name")),
+                "rfd_comparable": bool(desc.get("comparable", False))}
+    return rfd
+
