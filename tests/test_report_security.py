@@ -271,3 +271,25 @@ def test_weights_are_checked_against_the_full_sha256(tmp_path, monkeypatch):
         wts.verify(f)
     monkeypatch.setattr(wts, "KNOWN_SHA256", digest)
     assert wts.verify(f) == digest
+
+
+def test_a_report_over_a_two_megabyte_backend_name_takes_the_time_of_a_normal_one(tmp_path):
+    """Names from records are bounded before they reach a table, a legend or a file name."""
+    import time
+
+    from generative_bench.reporting import build_report
+    from tests.test_reporting_report import _evaluation, write_run
+
+    def build(name: str, where):
+        write_run(where / "runs", "0_x", name, "gan", 0,
+                  [_evaluation(name, {}, {"fid": 40.0, "precision": 0.5, "recall": 0.4}, tag="a")], {"defined": False})
+        t0 = time.perf_counter()
+        paths = build_report([where / "runs"], where / "out")
+        return time.perf_counter() - t0, paths
+
+    build("warm-up", tmp_path / "w")  # imports and font caches out of the timing
+    normal_s, _ = build("gan", tmp_path / "a")
+    hostile_s, paths = build("g" * 2_000_000, tmp_path / "b")
+    assert hostile_s < 2 * normal_s + 1.0, (normal_s, hostile_s)
+    md = paths["md"].read_text()
+    assert "g" * 79 + "…" in md and "g" * 81 not in md and len(md) < 200_000

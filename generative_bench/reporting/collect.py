@@ -33,8 +33,20 @@ IGNORED_OVERRIDE_PATTERNS = (
     r"^eval\.", r"^train\.(max_steps|max_images|max_minutes|batch_size)$",
 )
 
-#: the longest display name a report shows (a name from a record is cut there)
+#: the longest name a report shows (a backend or display name from a record is cut there)
 DISPLAY_NAME_CHARS = 80
+
+
+#: the longest error message of a failed run a report shows
+ERROR_CHARS = 2000
+#: the longest string a report keeps from a record (names are cut shorter where they are shown)
+RECORD_STRING_CHARS = 4000
+
+
+def bounded(text, limit: int = DISPLAY_NAME_CHARS) -> str:
+    """``text`` as a string of at most ``limit`` characters (cut with an ellipsis)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 #: C0 control characters (tab, newline and carriage return excepted) and DEL; removed from
@@ -51,11 +63,13 @@ def clean_text(text: Any) -> str:
 
 
 def _clean(obj: Any) -> Any:
-    """A JSON value with control characters removed from every string (keys included)."""
+    """A JSON value with control characters removed from every string (keys included) and every
+    string bounded (:data:`RECORD_STRING_CHARS`; keys to :data:`DISPLAY_NAME_CHARS`): a record of
+    someone else's can put megabytes in a name, and a report must not pass them to a renderer."""
     if isinstance(obj, str):
-        return clean_text(obj)
+        return bounded(clean_text(obj), RECORD_STRING_CHARS)
     if isinstance(obj, dict):
-        return {clean_text(k): _clean(v) for k, v in obj.items()}
+        return {bounded(clean_text(k)): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_clean(v) for v in obj]
     return obj
@@ -101,18 +115,19 @@ class RunEntry:
 
     @property
     def backend_name(self) -> str:
+        """The backend's name as recorded, bounded (records are untrusted: a name of megabytes would
+        otherwise reach every table, legend and figure)."""
         b = self.data.get("backend") or {}
-        return str(b.get("name") or b.get("family") or "unknown")
+        return bounded(b.get("name") or b.get("family") or "unknown")
 
     @property
     def family(self) -> str:
-        return str((self.data.get("backend") or {}).get("family") or "unknown")
+        return bounded((self.data.get("backend") or {}).get("family") or "unknown")
 
     @property
     def display_name(self) -> str:
-        """The backend's name in captions and figures, as recorded (bounded: records are untrusted)."""
-        text = str((self.data.get("backend") or {}).get("display_name") or self.backend_name)
-        return text if len(text) <= DISPLAY_NAME_CHARS else text[:DISPLAY_NAME_CHARS - 1] + "…"
+        """The backend's name in captions and figures, as recorded (bounded)."""
+        return bounded((self.data.get("backend") or {}).get("display_name") or self.backend_name)
 
     @property
     def seed(self) -> Any:
@@ -120,7 +135,7 @@ class RunEntry:
 
     @property
     def overrides(self) -> list[str]:
-        return [str(o) for o in (self.data.get("overrides") or [])]
+        return [bounded(o, 200) for o in (self.data.get("overrides") or [])]
 
     @property
     def is_toy(self) -> bool:
@@ -284,9 +299,10 @@ def collect_runs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> Col
         if not message:
             message = ("still running, or killed before it could record an error"
                        if status == "running" else "no error message recorded")
+        message = bounded(message, ERROR_CHARS)
         problems.append(RunProblem(
             run_dir, status, stage=(err.get("stage") if isinstance(err, dict) else None) or data.get("stage"),
-            error=message, backend=(data.get("backend") or {}).get("name"), seed=data.get("seed"),
+            error=message, backend=bounded((data.get("backend") or {}).get("name") or ""), seed=data.get("seed"),
             overrides=[str(o) for o in data.get("overrides") or []],
             evaluations_recorded=len(data.get("evaluations") or [])))
     for job in job_dirs:
@@ -313,7 +329,7 @@ def setting_text(key: str, value: Any) -> str:
 
 def settings_label(sampler: dict[str, Any]) -> str:
     """``name (k=v, ...)`` for a sampler dict; ``name (default)`` with no settings."""
-    name = str(sampler.get("name") or "sampler")
+    name = bounded(sampler.get("name") or "sampler")
     settings = sampler.get("settings") or {}
     if not settings:
         return f"{name} (default)"
