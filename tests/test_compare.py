@@ -148,7 +148,8 @@ def test_missing_rows_fail_unless_allowed_and_additions_pass(sweep, tmp_path, ca
     code, out = run_compare(capsys, renamed, sweep / "report" / "leaderboard.csv")
     assert code == cmp.EXIT_REGRESSION, out
     assert "missing in NEW: gaussian / " in out and "only in NEW (added): gaussian-v2 / " in out
-    assert run_compare(capsys, renamed, sweep, "--allow-missing")[0] == cmp.EXIT_OK
+    code, out = run_compare(capsys, renamed, sweep, "--allow-missing")  # allowed, but then nothing is compared
+    assert code == cmp.EXIT_REGRESSION and out.startswith("gbench compare: nothing was compared"), out
     # NEW holds the baseline row and one more: the addition is reported and passes
     both = tmp_path / "both"
     both.mkdir()
@@ -213,3 +214,32 @@ def test_an_identical_rerun_of_the_command_passes_the_gate(sweep, tmp_path, caps
     assert r.returncode == 0, r.stderr[-2000:]
     code, out = run_compare(capsys, again, sweep / "report" / "leaderboard.csv")
     assert code == cmp.EXIT_OK, out
+
+
+@pytest.mark.slow
+def test_a_gate_that_compares_nothing_fails(sweep, tmp_path, capsys):
+    """A run against a failed run (no rows): exit 1, said first."""
+    def fail(record):
+        record["status"] = "failed"
+        record["error"] = {"type": "InputError", "message": "boom", "stage": "train"}
+
+    failed = variant(sweep, tmp_path / "failed", fail)
+    code, out = run_compare(capsys, sweep, failed)
+    assert code == cmp.EXIT_REGRESSION, out
+    assert out.splitlines()[0].startswith("gbench compare: nothing was compared: NEW has 1 row(s), the baseline 0")
+    code, out = run_compare(capsys, failed, sweep)
+    assert code == cmp.EXIT_REGRESSION and "nothing was compared" in out.splitlines()[0]
+
+
+@pytest.mark.slow
+def test_different_protocols_are_said_first(sweep, tmp_path, capsys):
+    def other(record):
+        record["backend"]["name"] = "gaussian-v2"
+        for ev in record["evaluations"]:
+            ev["num_samples"] = 999
+
+    changed = variant(sweep, tmp_path / "other", other)
+    code, out = run_compare(capsys, changed, sweep)
+    assert code == cmp.EXIT_FINGERPRINT, out
+    first = out.splitlines()[0]
+    assert first.startswith("gbench compare: protocols differ") and "num_samples: 200 vs 999" in first, first

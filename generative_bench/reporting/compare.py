@@ -357,6 +357,7 @@ class Comparison:
     added_rows: list[str]
     notes: list[str]
     exit_code: int
+    headline: str | None = None  # what the console says first (nothing compared, protocols differ)
 
     def counts(self) -> dict[str, int]:
         metric_lines = [ln for ln in self.lines if ln.metric != ROW_METRIC
@@ -484,7 +485,24 @@ def compare_sides(new: Side, baseline: Side, tolerance: Tolerance | None = None,
                      + (" ..." if len(new.problems) > 5 else ""))
     code = (EXIT_FINGERPRINT if fingerprint_error else
             EXIT_REGRESSION if (regression or missing_failure) else EXIT_OK)
-    return Comparison(new, baseline, tol, lines, mismatched, missing_rows, added_rows, notes, code)
+    headline = None
+    if not pairs:  # a gate that compared nothing cannot pass, whatever --allow-missing says
+        def protocols(side: Side) -> set[str]:
+            return {json.dumps(r.fingerprint, sort_keys=True, default=str) for r in side.rows}
+
+        if new.rows and baseline.rows and not protocols(new) & protocols(baseline):
+            code = EXIT_FINGERPRINT
+            differ = fingerprint_changes(baseline.rows[0].fingerprint, new.rows[0].fingerprint)
+            headline = ("protocols differ: no row of NEW was measured with a protocol of the baseline ("
+                        + "; ".join(f"{k}: {old} vs {newer}" for k, old, newer in differ[:4])
+                        + "); compare runs of one protocol, or refresh the baseline")
+        else:
+            code = max(code, EXIT_REGRESSION) if code != EXIT_FINGERPRINT else code
+            headline = (f"nothing was compared: NEW has {len(new.rows)} row(s), the baseline {len(baseline.rows)}, "
+                        "and none of them match (backend, config, budget, sampler); a gate that compares nothing fails")
+    if headline:
+        notes.insert(0, headline)
+    return Comparison(new, baseline, tol, lines, mismatched, missing_rows, added_rows, notes, code, headline)
 
 
 def _metric_order(col: str) -> tuple[int, str]:
@@ -524,7 +542,8 @@ def render_text(comp: Comparison) -> str:
     """The console report: the table, the fingerprint differences, missing/added rows, the summary."""
     from tabulate import tabulate
 
-    out = [f"NEW:      {comp.new.path} ({'runs' if comp.new.kind == 'runs' else 'leaderboard CSV'}, "
+    out = [f"gbench compare: {comp.headline}", ""] if comp.headline else []
+    out += [f"NEW:      {comp.new.path} ({'runs' if comp.new.kind == 'runs' else 'leaderboard CSV'}, "
            f"{len(comp.new.rows)} row(s))",
            f"BASELINE: {comp.baseline.path} ({'runs' if comp.baseline.kind == 'runs' else 'leaderboard CSV'}, "
            f"{len(comp.baseline.rows)} row(s))", ""]
