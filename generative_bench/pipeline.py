@@ -236,9 +236,15 @@ def console_line(name: str, entry: dict[str, Any]) -> str:
     (``FD_cifar10-resnet``, not ``fid``, in a domain feature space) and a NOT-comparable flag where
     the record has one."""
     from generative_bench.evaluation.domain.naming import metric_label
+    from generative_bench.evaluation.schema import output
+
+    def name(key: str) -> str:  # the report's column name: FD_<extractor> in a domain space, else the label
+        label = metric_label(features, key)
+        declared = output(key)
+        return declared.label if label == key and declared is not None and declared.shown else label
 
     features = (entry.get("protocol") or {}).get("features") or {}
-    shown = {metric_label(features, k): round(v, 4) if isinstance(v, float) else v
+    shown = {name(k): round(v, 4) if isinstance(v, float) else v
              for k, v in entry["metrics"].items() if not isinstance(v, (list, dict))}
     flag = "" if entry.get("comparable", True) else f" [{NOT_COMPARABLE}]"
     return f"{name} {settings_tag(entry['sampler']['settings'])}: {shown}{flag}"

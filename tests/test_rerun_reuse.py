@@ -60,3 +60,5 @@ def test_console_lines_use_the_reports_metric_names_and_say_not_comparable():
     line = console_line("ddpm", entry)
     assert "FD_cifar10-resnet" in line and "'fid'" not in line and "precision_cifar10-resnet" in line
     assert line.endswith("[NOT comparable to published figures]")
+    inception = {**entry, "comparable": True, "protocol": {"features": {"kind": "inception"}}}
+    assert "'FID': 790.1235" in console_line("ddpm", inception) and "NOT comparable" not in console_line("ddpm", inception)
