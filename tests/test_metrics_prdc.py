@@ -161,7 +161,7 @@ def test_results_equal_a_dense_float64_computation(seed):
 def test_reference_radii_are_cached_by_content(monkeypatch):
     import importlib
 
-    module = importlib.import_module("generative_bench.evaluation.metrics.prdc")
+    module = importlib.import_module("generative_bench.evaluation.metrics.knn")
     module.clear_cache()
     calls = []
     real = module._nearest_candidates
@@ -315,7 +315,7 @@ def test_rows_with_more_near_ties_than_kept_candidates_are_measured_in_full(monk
     rows: those rows get a pass of their own and still give the brute-force radii."""
     import importlib
 
-    module = importlib.import_module("generative_bench.evaluation.metrics.prdc")
+    module = importlib.import_module("generative_bench.evaluation.metrics.knn")
     monkeypatch.setattr(module, "EXTRA_CANDIDATES", 1)
     rng = np.random.default_rng(3)
     centre = rng.normal(size=(1, 24))

@@ -31,7 +31,7 @@ import numpy as np
 from generative_bench.errors import InputError
 
 from ._checks import as_features, check_same_dim
-from .prdc import sq_distances
+from .distances import sq_distances
 
 #: C_T below this (a z-score) is reported as data copying
 CT_FLAG = -3.0

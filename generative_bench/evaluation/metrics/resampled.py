@@ -30,7 +30,8 @@ from ._checks import as_features, check_same_dim
 from .kid import ORDERS as KID_ORDERS
 from .kid import kid_subset_indices
 from .order import canonical_order, check_order
-from .prdc import CrossPass, _comparison, _dtype, cached_knn_sq_radii, exact_knn_sq_radii, triangle_batch
+from .knn import cached_knn_sq_radii, exact_knn_sq_radii, triangle_batch
+from .prdc import CrossPass, _comparison, _dtype
 
 #: largest sample count whose full sample x sample kernel matrix is kept (float64: 8 N^2 bytes)
 FULL_KERNEL_MAX = 6000
