@@ -81,9 +81,11 @@ def build_report(inputs: Iterable[str | os.PathLike] | str | os.PathLike, out_di
 
         written["html"] = build_html(board, collection, out, title, summary, made, errors, embed_images)
     written["plots"] = pngs
-    atomic_write_json(out / KEY_FILE, {"content_key": key, "written": {k: os.fspath(v) if isinstance(v, Path)
-                                                                     else [os.fspath(p) for p in v]
-                                                                     for k, v in written.items()}})
+    def rel(p: Path) -> str:
+        return os.path.relpath(p, out)
+
+    atomic_write_json(out / KEY_FILE, {"content_key": key, "written": {
+        k: rel(v) if isinstance(v, Path) else [rel(p) for p in v] for k, v in written.items()}})
     return written
 
 
@@ -112,7 +114,7 @@ def _kept_report(out: Path, key: str) -> dict[str, Path] | None:
     written = stored.get("written") if isinstance(stored, dict) else None
     if stored.get("content_key") != key or not isinstance(written, dict):
         return None
-    paths = {k: (Path(v) if isinstance(v, str) else [Path(p) for p in v]) for k, v in written.items()}
+    paths = {k: (out / v if isinstance(v, str) else [out / p for p in v]) for k, v in written.items()}
     files = [p for v in paths.values() for p in (v if isinstance(v, list) else [v])]
     if not all(p.is_file() and p.resolve().is_relative_to(out.resolve()) for p in files):
         return None

@@ -356,7 +356,9 @@ def _tradeoff_lines(table: ProtocolTable):
                 rows = rows.assign(_v=values).sort_values("_v")
                 symbols = moved["knob_symbols"].iloc[0] if "knob_symbols" in moved else {}
                 at = f" at {short_setting(json.loads(b))}" if several else ""
-                yield f"{name}: {(symbols or {}).get(knob) or knob} ({knob}){at}", knob, rows, backend
+                symbol = (symbols or {}).get(knob)
+                named = f"{symbol} ({knob})" if symbol and symbol != knob else knob
+                yield f"{name}: {named}{at}", knob, rows, backend
 
 
 def tradeoff_figure(table: ProtocolTable):
