@@ -3,7 +3,7 @@
 Each stage reads the composed config, writes into the run folder and updates the results record.
 The CLI (:mod:`generative_bench.cli.task`) only picks the stage. Work already recorded in the run
 folder under the same content key - a hash of the trained weights, the data, the evaluation
-settings, the seed, the resolved sampler settings and the code's commit - is reused instead of
+settings, the seed, the resolved sampler settings and the package's code - is reused instead of
 done again: the NLL and each evaluation carry their ``content_key`` in the record, so a rerun of a
 finished run (or sweep) samples and scores nothing and goes straight to its report.
 """
@@ -63,8 +63,8 @@ def build_backend(cfg: DictConfig, device: torch.device) -> Backend:
 
 
 def describe_backend(cfg: DictConfig, backend: Backend) -> dict[str, Any]:
-    """The record's backend entry: the preset's name and display name (else the family's), the
-    knob symbols, and what the backend says of itself."""
+    """The record's backend entry: the preset's name and display name (else the family's) and what
+    the backend says of itself."""
     display = cfg.model.get("display_name") or backend.display_name or str(cfg.model.name)
     return {"name": str(cfg.model.name), "display_name": str(display), **backend.describe()}
 
