@@ -243,3 +243,29 @@ def test_kid_kernel_chunks_give_the_same_bits_as_one_pass(monkeypatch, degree):
     chunked = mmd2_subsets(a, b, idx1, idx2, degree=degree, strategy="once", block=32)
     monkeypatch.setattr(_chunks, "CHUNK_ELEMENTS", 1 << 30)
     np.testing.assert_array_equal(chunked, mmd2_subsets(a, b, idx1, idx2, degree=degree, strategy="once", block=32))
+
+
+def test_the_harness_orders_samples_by_their_images_not_by_feature_bits():
+    """In the harness the canonical order comes from the images: logits that differ in their last
+    bits (another batch size or rank count at extraction) keep the same splits, and any ordering of
+    the same images and features gives bitwise the same IS and KID."""
+    from generative_bench.evaluation.metrics.order import sample_order
+    from generative_bench.evaluation.schema import MetricInputs
+    from generative_bench.evaluation.suite import _is, _kid
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 3, 4, 4), dtype=np.uint8)
+    logits = _class_sorted_logits(n=300)
+    pool, ref = _features(seed=6, n1=300, n2=260)
+    cfg = {"is_splits": 10, "kid_subsets": 5, "kid_subset_size": 100}
+
+    def score(perm, noise=0.0):
+        lg = logits[perm] * np.float32(1 + noise)
+        inp = MetricInputs(cfg=cfg, seed=3, features={"logits": lg, "pool": pool[perm]}, reference={"pool": ref},
+                           order=sample_order(images[perm]))
+        return _is(inp)[0], _kid(inp)[0]
+
+    base = score(np.arange(300))
+    assert score(rng.permutation(300)) == base  # bitwise, any order
+    noisy_is = score(np.arange(300), noise=1e-7)[0]["is_mean"]
+    assert noisy_is == pytest.approx(base[0]["is_mean"], rel=1e-6)  # same splits, last bits apart

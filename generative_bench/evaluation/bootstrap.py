@@ -25,6 +25,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from generative_bench.evaluation.metrics import MetricWarning
+from generative_bench.evaluation.metrics.order import inverse
 from generative_bench.evaluation.schema import Metric, MetricInputs
 
 METHOD = ("bias-corrected percentile bootstrap over the generated samples (drawn with replacement; features reused; "
@@ -47,7 +48,10 @@ def resampled_inputs(inputs: MetricInputs, idx: np.ndarray) -> MetricInputs:
         cfg = OmegaConf.merge(cfg, {"extrapolate": False})
     elif isinstance(cfg, dict):
         cfg = {**cfg, "extrapolate": False}
-    return replace(inputs, features=feats, labels=labels, cfg=cfg)
+    order = None
+    if inputs.order is not None:  # the resample's canonical order: its samples by their place in the set's
+        order = np.argsort(inverse(np.asarray(inputs.order))[np.asarray(idx)], kind="stable")
+    return replace(inputs, features=feats, labels=labels, cfg=cfg, order=order)
 
 
 def replicates_of(m: Metric, inputs: MetricInputs, indices: list[np.ndarray]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from generative_bench.data.loading import load_split
 from generative_bench.errors import InputError
 from generative_bench.evaluation import suite  # noqa: F401  (registers the metric declarations)
 from generative_bench.evaluation.sample_sets import as_sampler
+from generative_bench.evaluation.metrics.order import sample_order
 from generative_bench.evaluation.schema import MetricInputs, metric
 from generative_bench.io import atomic_write
 from generative_bench.sampler import DEFAULT_CHUNK, IMAGE_SEED_RULE, SampleBatch
@@ -266,7 +267,7 @@ class Evaluator:
             feats = concat_features([p[1] for p in parts])
             extractor_desc = self.extractor.describe()
             inputs = MetricInputs(cfg=self.cfg, seed=self.seed, features=feats, reference=ref, labels=samples.labels,
-                                  extractor=extractor_desc,
+                                  extractor=extractor_desc, order=sample_order(samples.images),
                                   memorization=self.memorization_sets() if any(m.name == "memorization" for m in chosen)
                                   else None)
             metrics, metric_settings, skipped = self._metrics(chosen, "features", inputs, set(feats.keys()))
@@ -283,7 +284,8 @@ class Evaluator:
                              f"({extractor_desc.get('warning') or 'not the standard pretrained weights'}): {NOT_COMPARABLE}")
         else:
             inputs = MetricInputs(cfg=self.cfg, seed=self.seed, labels=samples.labels, samples=samples.images,
-                                  reference_points=ref["points"], mixture=ref["mixture"])
+                                  reference_points=ref["points"], mixture=ref["mixture"],
+                                  order=sample_order(samples.images))
             metrics, metric_settings, skipped = self._metrics(list(self.cfg.get("toy_metrics", ["modes", "data_pr"])),
                                                               "toy", inputs, None)
             extractor_desc = {"name": "data-space (2-D)", "comparable": True}

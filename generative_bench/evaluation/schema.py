@@ -90,6 +90,9 @@ class MetricInputs:
     mixture: Any = None                         # the exact 2-D mixture (toy data)
     extractor: Mapping[str, Any] = field(default_factory=dict)  # the feature extractor's description
     memorization: Mapping[str, Any] | None = None   # training and held-out features (memorization checks)
+    # the samples' canonical order: the permutation that sorts them by their images' bytes (exact,
+    # whatever the batch size or ranks that made the features); None where the images are not known
+    order: Any = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from generative_bench.evaluation.metrics import fid as fid_rules
 from generative_bench.evaluation.metrics.inception_score import TORCH_FIDELITY_SEED
 from generative_bench.evaluation.metrics.inception_score import ORDERS as IS_ORDERS
 from generative_bench.evaluation.metrics.kid import ORDERS as KID_ORDERS
+from generative_bench.evaluation.metrics.order import inverse
 from generative_bench.evaluation.schema import Metric, MetricInputs, Options, Output, register
 
 KID_NOTE = "KID is shown ×10³ (raw KID, a squared MMD with the cubic polynomial kernel, times 1000)."
@@ -83,7 +84,8 @@ def _sfid(inp: MetricInputs):
 def _is(inp: MetricInputs):
     opts = ISOptions.read(inp.cfg)
     splits, order = int(opts.is_splits), str(opts.is_split_order)
-    r = M.inception_score(inp.features["logits"], splits=splits, order=order)
+    logits, how = _in_sample_order(inp, inp.features["logits"], order, "shuffled")
+    r = M.inception_score(logits, splits=splits, order=how)
     out = {"is_mean": r.mean, "is_std": r.std}
     if inp.cfg.get("extrapolate", False):
         out["is_inf"] = M.is_infinity(inp.features["logits"], seed=inp.seed).value
@@ -91,10 +93,20 @@ def _is(inp: MetricInputs):
                  **({} if order == "sequential" else {"shuffle_seed": TORCH_FIDELITY_SEED})}
 
 
+def _in_sample_order(inp: MetricInputs, features, order: str, then: str):
+    """``canonical`` with the samples' images known: the features in the samples' canonical order
+    (by image content, exact whatever made the features), then the metric's ``then`` convention on
+    that order; otherwise the features as they are and the metric's own ``order``."""
+    if order == "canonical" and inp.order is not None:
+        return np.asarray(features)[np.asarray(inp.order)], then
+    return features, order
+
+
 def _kid(inp: MetricInputs):
     opts = KIDOptions.read(inp.cfg)
-    r = M.kernel_inception_distance(inp.features["pool"], inp.reference["pool"], subsets=int(opts.kid_subsets),
-                                    subset_size=int(opts.kid_subset_size), seed=inp.seed, order=opts.kid_subset_order)
+    pool, how = _in_sample_order(inp, inp.features["pool"], opts.kid_subset_order, "given")
+    r = M.kernel_inception_distance(pool, inp.reference["pool"], subsets=int(opts.kid_subsets),
+                                    subset_size=int(opts.kid_subset_size), seed=inp.seed, order=how)
     return {"kid_mean": r.mean, "kid_std": r.std}, {"subsets": r.subsets, "subset_size": r.subset_size,
                                                     "kernel": "cubic polynomial", "subset_order": opts.kid_subset_order}
 
@@ -111,8 +123,12 @@ def _kid_boot(inp: MetricInputs, indices):
     from generative_bench.evaluation.metrics.resampled import kid_replicates
 
     opts = KIDOptions.read(inp.cfg)
-    vals = kid_replicates(inp.features["pool"], inp.reference["pool"], indices, int(opts.kid_subsets),
-                          int(opts.kid_subset_size), seed=inp.seed, order=opts.kid_subset_order)
+    pool, how = _in_sample_order(inp, inp.features["pool"], opts.kid_subset_order, "given")
+    if how == "given" and opts.kid_subset_order == "canonical":  # replicates in the samples' canonical order
+        rank = inverse(np.asarray(inp.order))
+        indices = [np.sort(rank[np.asarray(i)]) for i in indices]
+    vals = kid_replicates(pool, inp.reference["pool"], indices, int(opts.kid_subsets),
+                          int(opts.kid_subset_size), seed=inp.seed, order=how)
     return [{"kid_mean": v} for v in vals]
 
 

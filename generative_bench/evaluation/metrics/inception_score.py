@@ -9,7 +9,9 @@ Ordering (``order``), recorded beside every score:
 
 * ``"canonical"`` (default): the rows are first sorted by content (:mod:`.order`), then permuted
   with ``np.random.RandomState(seed).permutation(N)`` as torch-fidelity does: any ordering of the
-  same logits gives bitwise the same score, and the splits are random mixtures of the set;
+  same logits gives bitwise the same score, and the splits are random mixtures of the set. The
+  harness sorts by the samples' images instead (:func:`.order.sample_order`), which the last bits
+  of the logits (another batch size or number of ranks at extraction) cannot move;
 * ``"shuffled"``: torch-fidelity's convention exactly (its default ``samples_shuffle=True``, seed
   2020): the permutation applied to the order given, so equal to ``isc`` on the same logits in the
   same order, but a reordered set scores (slightly) differently;
