@@ -62,3 +62,16 @@ def test_console_lines_use_the_reports_metric_names_and_say_not_comparable():
     assert line.endswith("[NOT comparable to published figures]")
     inception = {**entry, "comparable": True, "protocol": {"features": {"kind": "inception"}}}
     assert "'FID': 790.1235" in console_line("ddpm", inception) and "NOT comparable" not in console_line("ddpm", inception)
+
+
+def test_weights_digest_covers_every_kind_of_state():
+    """Batch-norm counters are 0-dim integer tensors: the digest reads them like any other."""
+    import torch
+
+    from generative_bench.content import weights_digest
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    first = weights_digest(net)
+    assert first == weights_digest(net) and len(first) == 64
+    net[1].num_batches_tracked += 1  # a 0-dim long tensor
+    assert weights_digest(net) != first
