@@ -224,14 +224,15 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
     if image and _positive_int(p, "eval.bootstrap", e.get("bootstrap", 0), minimum=0):
         _number(p, "eval.bootstrap_level", e.get("bootstrap_level", 0.95), lo=0, hi=1, lo_open=True, hi_open=True)
     # every selected metric's declared options: types and choices (evaluation/suite.py declares them)
-    options = {}
+    options, wrong = {}, False
     for name in names:
         declared = metric(str(name), space).options
         if declared is not None:
             options[str(name)] = opts = declared.read(e)
             for problem in opts.problems():
+                wrong = True
                 p.add(problem)
-    if n is None or any(o.problems() for o in options.values()):
+    if n is None or wrong:
         return
     ref = e.get("reference_subset")
     if "kid" in options:

@@ -90,6 +90,8 @@ class CrossPass:
                 radii = ref_radii[k] if side == "ref" else samp_radii[k]
                 self.balls[side, k] = Balls(radii, margins.rows if side == "ref" else margins.cols, working)
         self.resolved_pairs = 0
+        # windows read by more than one rule are copied before float64 finishes them, others in place
+        self.shared = {(side, k) for side, k, _ in wanted if sum(w[:2] == (side, k) for w in wanted) > 1}
 
     def blocks(self):
         ref, samp = self.ref, self.samp
@@ -125,8 +127,7 @@ class CrossPass:
                     flat, dist = exact
                     at = np.searchsorted(flat, p[0].astype(np.int64) * (c1 - c0) + p[1])
                     radius = self.balls[side, k].radii[p[0] + r0] if side == "ref" else self.balls[side, k].radii[p[1] + c0]
-                    shared = sum(1 for w in self.wanted if w[:2] == (side, k)) > 1
-                    member = sure.copy() if shared else sure  # a window read by one rule is finished in place
+                    member = sure.copy() if (side, k) in self.shared else sure
                     member[p] = _COMPARISONS[rule](dist[at], radius)
                     out[side, k, rule] = member
                 yield r0, c0, out
