@@ -243,3 +243,77 @@ def test_different_protocols_are_said_first(sweep, tmp_path, capsys):
     assert code == cmp.EXIT_FINGERPRINT, out
     first = out.splitlines()[0]
     assert first.startswith("gbench compare: protocols differ") and "num_samples: 200 vs 999" in first, first
+
+
+@pytest.mark.slow
+def test_the_baseline_is_read_from_typed_cells_of_leaderboard_json(sweep, tmp_path, capsys):
+    """A report folder reads as its leaderboard.json: each cell's own direction decides, so a
+    cell whose recorded direction is flipped flips the verdict without any declaration."""
+    committed = tmp_path / "baseline"
+    shutil.copytree(sweep / "report", committed)
+    side = cmp.read_side(committed)
+    assert side.kind == "json" and side.path.name == "leaderboard.json"
+    assert side.rows and all(isinstance(c, cmp.Cell) for r in side.rows for c in r.metrics.values())
+    assert cmp.read_side(sweep).rows[0].metrics == side.rows[0].metrics  # runs and their report read alike
+    code, out = run_compare(capsys, sweep, committed)
+    assert code == cmp.EXIT_OK and "leaderboard.json" in out, out
+    doc = json.loads((committed / "leaderboard.json").read_text())
+    cell = doc["tables"][0]["rows"][0]["metrics"]["reverse_kl"]
+    assert cell["better"] == "lower"
+    cell["better"], cell["mean"] = "higher", cell["mean"] * 2  # the baseline was "better" at twice the value
+    (committed / "leaderboard.json").write_text(json.dumps(doc))
+    code, out = run_compare(capsys, sweep, committed)
+    assert code == cmp.EXIT_REGRESSION and "reverse_kl" in next(ln for ln in out.splitlines() if "REGRESSION" in ln)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["=1+1", "@SUM(A1)", "n/a"])
+def test_a_formula_or_text_cell_in_the_baseline_is_refused(sweep, tmp_path, cell):
+    """A CSV cell with a spreadsheet formula or text is not 'not measured' (that would pass a worse
+    run): exit 2, one line naming the line, the column and the fix."""
+    lines = (sweep / "report" / "leaderboard.csv").read_text().splitlines()
+    header_at = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+    header = lines[header_at].split(",")
+    col = header.index("reverse_kl_mean")
+    import csv as _csv
+    import io as _io
+    row = next(_csv.reader(_io.StringIO(lines[header_at + 1])))
+    row[col] = cell
+    buf = _io.StringIO()
+    _csv.writer(buf, lineterminator="").writerow(row)
+    lines[header_at + 1] = buf.getvalue()
+    bad = tmp_path / "leaderboard.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    r = subprocess.run(GBENCH + ["compare", str(sweep), str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == cmp.EXIT_BAD_INPUT, r.stdout + r.stderr
+    msg = r.stderr.strip().splitlines()
+    assert len(msg) == 1 and "reverse_kl_mean" in msg[0] and "not a number" in msg[0] and "gbench report" in msg[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_a_malformed_leaderboard_json_is_refused(tmp_path, capsys):
+    cases = {"not_json": "{", "no_tables": "{}", "text_mean": json.dumps(
+        {"tables": [{"protocol_fingerprint": {}, "rows": [
+            {"backend": "b", "metrics": {"fid": {"mean": "=2*3", "better": "lower"}}}]}]}),
+        "bad_direction": json.dumps({"tables": [{"protocol_fingerprint": {}, "rows": [
+            {"backend": "b", "metrics": {"fid": {"mean": 1.0, "better": "up"}}}]}]})}
+    for name, text in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        code, out = run_compare(capsys, path, path)
+        assert code == cmp.EXIT_BAD_INPUT and out.startswith("gbench compare: error: ") and name + ".json" in out, out
+        assert "gbench report" in out and len(out.strip().splitlines()) == 1
+
+
+def test_an_output_path_equal_to_an_input_is_refused(tmp_path, capsys):
+    doc = {"tables": [{"protocol_fingerprint": {"n": 1}, "rows": [
+        {"backend": "b", "config": "", "budget": "", "sampler": "", "metrics": {"fid": {"mean": 1.0, "better": "lower"}}}]}]}
+    base = tmp_path / "leaderboard.json"
+    base.write_text(json.dumps(doc))
+    before = base.read_bytes()
+    for option in ("--out", "--json"):
+        code, out = run_compare(capsys, base, base, option, base)
+        assert code == cmp.EXIT_BAD_INPUT and f"{option} " in out and "one of the inputs" in out, out
+        assert base.read_bytes() == before
+    code, out = run_compare(capsys, base, base, "--json", tmp_path / "compare.json")
+    assert code == cmp.EXIT_OK, out

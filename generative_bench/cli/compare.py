@@ -23,12 +23,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, usage=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Compare a new benchmark (folder of runs or leaderboard.csv) against a baseline "
-                            "(usually a committed leaderboard.csv) and fail on regressions.",
+                description="Compare a new benchmark (folder of runs or leaderboard.json) against a baseline "
+                            "(usually a committed report folder or its leaderboard.json) and fail on regressions.",
                 epilog="exit codes: 0 pass, 1 regression or missing rows, 2 bad input, "
                        "3 protocol fingerprint mismatch")
-    p.add_argument("new", type=Path, help="the new results: a sweep/run folder (or any parent) or a leaderboard.csv")
-    p.add_argument("baseline", type=Path, help="the reference: a leaderboard.csv written by gbench report, or a folder")
+    p.add_argument("new", type=Path, help="the new results: a sweep/run folder (or any parent) or a leaderboard.json")
+    p.add_argument("baseline", type=Path, help="the reference: a report folder or leaderboard.json written by gbench report "
+                   "(an older leaderboard.csv is read too), or a folder of runs")
     p.add_argument("--tolerance", action="append", default=[], metavar="REL|KEY=ABS",
                    help="a number: relative tolerance (0.05 = 5%% of |baseline|, default 0); KEY=VALUE: absolute "
                         "tolerance for one metric, e.g. fid=2.0 (repeatable)")
@@ -52,6 +53,7 @@ def compare_main(argv: list[str]) -> int:
         tolerance = cmp.parse_tolerances(args.tolerance, args.abs_tolerance)
         new = cmp.read_side(args.new, "NEW")
         baseline = cmp.read_side(args.baseline, "BASELINE")
+        cmp.check_outputs({"--out": args.out, "--json": args.json}, [args.new, args.baseline, new.path, baseline.path])
         result = cmp.compare_sides(new, baseline, tolerance, allow_missing=args.allow_missing,
                                    allow_fingerprint_change=args.allow_fingerprint_change)
         print(cmp.render_text(result))

@@ -6,10 +6,14 @@
 Each side is either a folder of runs (a sweep folder, run folders or any parent of them, read
 with :func:`~generative_bench.reporting.collect.collect_runs` and
 :func:`~generative_bench.reporting.leaderboard.build_leaderboard` exactly as ``gbench report``
-does) or a ``leaderboard.csv`` written by ``gbench report`` (the usual committed baseline; a
-folder that holds only a ``leaderboard.csv`` is read as that file). Both sides become one table
+does, then serialised as the report's ``leaderboard.json``) or a ``leaderboard.json`` written by
+``gbench report`` (the usual committed baseline; a folder that holds only a report is read as
+its ``leaderboard.json``). Each metric cell of that file carries its mean, its better direction
+and its label, so the gate names no metric itself. An older ``leaderboard.csv`` is read too (its
+directions then come from the metric declarations by column name). Both sides become one table
 of rows keyed by (backend, config, budget, sampler), each with its protocol fingerprint and its
-metric means (means over seeds, as in the leaderboard).
+metric means (means over seeds, as in the leaderboard). A cell that holds text or a spreadsheet
+formula instead of a number is refused (exit 2), never read as "not measured".
 
 What is compared, in this order:
 
@@ -22,8 +26,8 @@ What is compared, in this order:
    lacks counts as missing too.
 3. **Metrics.** Every quality metric present on both sides and the NLL (bits/dim, lower is
    better). Timings (images/s, wall times, train steps, images seen, NFE) are never compared.
-   The better direction of a metric comes from the leaderboard's metric declarations
-   (:data:`~generative_bench.reporting.leaderboard.METRICS`, see :func:`metric_direction`).
+   The better direction of a metric is the one its cell records (the leaderboard's metric
+   declaration when the report was made; for a CSV, :func:`metric_direction`).
    A change in the worse direction larger than the tolerance is a REGRESSION (exit 1); a change
    in the better direction larger than the tolerance is reported as improved (exit 0). Metrics
    without a direction (extra metrics a record holds) are shown and never fail.
@@ -37,7 +41,7 @@ leaderboard column, e.g. KID ×10³) and replaces the other two for it.
 
 Exit codes: 0 pass (ok / improved / additions), 1 regression or missing rows/metrics,
 3 protocol fingerprint mismatch (takes precedence), 2 bad input (path does not exist, no runs
-found, not a leaderboard CSV, bad option) with a one-line ``gbench compare: error: ...``.
+found, not a leaderboard, a malformed cell, an output path equal to an input, bad option) with a one-line ``gbench compare: error: ...``.
 """
 
 from __future__ import annotations
@@ -117,15 +121,17 @@ def _canonical_metric(key: str) -> str | None:
     return spec.key if spec is not None else None
 
 
-def _metric_label(column: str) -> str:
-    name = column[: -len("_mean")] if column.endswith("_mean") else column
-    if _base_key(column) == NLL_KEY:
-        return f"{name} (NLL, bits/dim)"
-    spec = _declared(column)
-    return f"{name} ({spec.label})" if spec is not None and spec.key == _base_key(column) else name
-
-
 # ------------------------------------------------------------------------------------ reading
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric of one row as the leaderboard declared it: its mean (in the units the
+    leaderboard shows, e.g. KID x10^3), which way is better and its label."""
+
+    value: float
+    better: str  # "lower" | "higher" | "" (shown, never fails)
+    label: str = ""
+
 
 @dataclass
 class Row:
@@ -133,7 +139,7 @@ class Row:
 
     key: tuple[str, str, str, str]
     fingerprint: dict[str, Any]
-    metrics: dict[str, float]  # CSV column name (``fid_mean``, ``kid_x1e3_mean``, ``nll_bpd_mean``) -> mean
+    metrics: dict[str, Cell]  # metric key (``fid``, ``kid``, ``nll_bpd``, ``x:name``) -> its cell
     n_seeds: str = ""
     protocol: str = ""
 
@@ -142,28 +148,99 @@ class Row:
         return self.fingerprint.get("num_samples")
 
 
+#: how each kind of input is named in the console
+KIND_NAMES = {"runs": "runs", "json": "leaderboard.json", "csv": "leaderboard CSV"}
+
+
 @dataclass
 class Side:
     """One side of a comparison: where it came from and its rows."""
 
     path: Path
-    kind: str  # "runs" | "csv"
+    kind: str  # "runs" | "json" | "csv"
     rows: list[Row]
     problems: list[str] = field(default_factory=list)  # failed / unfinished runs (folder input)
 
 
-def _cell_float(text: str) -> float:
-    text = (text or "").strip()
-    if not text:
+_REGENERATE = "regenerate it with `gbench report RUNS --out DIR`, or pass the folder of runs"
+
+
+def _number(value: Any, where: str) -> float:
+    """A metric mean read from a file: a finite number, or NaN for "not measured" (empty / null).
+
+    Anything else (text, a spreadsheet formula such as ``=1+1``, a boolean) is refused: a gate
+    that read it as "not measured" would pass a worse run."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return math.nan
+    if isinstance(value, bool):
+        raise InputError(f"{where} holds {value!r}, not a number; {_REGENERATE}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
     try:
         return float(text)
     except ValueError:
-        return math.nan
+        kind = "a spreadsheet formula" if text[:1] in "=+-@" else "text"
+        raise InputError(f"{where} holds {bounded_repr(text)} ({kind}), not a number; {_REGENERATE}") from None
+
+
+def bounded_repr(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _json_object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(f"{where} is not a JSON object; {_REGENERATE}")
+    return value
+
+
+def parse_leaderboard_json(text: str, source: str) -> list[Row]:
+    """Rows of a ``leaderboard.json`` (``render.to_json_text``): every metric cell carries its own
+    direction and label, so nothing here names a metric. InputError if it is not one."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{source!r} is not JSON ({e.msg} at line {e.lineno}); {_REGENERATE}") from None
+    tables = _json_object(doc, repr(source)).get("tables")
+    if not isinstance(tables, list):
+        raise InputError(f"{source!r} is not a leaderboard.json written by `gbench report` (no list 'tables'); "
+                         f"{_REGENERATE}")
+    rows = []
+    for t, table in enumerate(tables):
+        table = _json_object(table, f"{source!r} tables[{t}]")
+        fingerprint = _json_object(table.get("protocol_fingerprint"), f"{source!r} tables[{t}].protocol_fingerprint")
+        body = table.get("rows")
+        if not isinstance(body, list):
+            raise InputError(f"{source!r} tables[{t}] has no list 'rows'; {_REGENERATE}")
+        for i, row in enumerate(body):
+            where = f"{source!r} tables[{t}].rows[{i}]"
+            row = _json_object(row, where)
+            metrics: dict[str, Cell] = {}
+            for key, cell in _json_object(row.get("metrics", {}), f"{where}.metrics").items():
+                cell = _json_object(cell, f"{where}.metrics.{key}")
+                better = cell.get("better", "")
+                if better not in ("lower", "higher", ""):
+                    raise InputError(f"{where}.metrics.{key}.better is {better!r}, not 'lower', 'higher' or ''; "
+                                     f"{_REGENERATE}")
+                value = _number(cell.get("mean"), f"{where}.metrics.{key}.mean")
+                if math.isfinite(value):
+                    metrics[str(key)] = Cell(value, better, str(cell.get("label") or ""))
+            nll = row.get("nll_bpd")
+            if isinstance(nll, dict) and nll.get("status") == "ok":
+                value = _number(nll.get("mean"), f"{where}.nll_bpd.mean")
+                if math.isfinite(value):
+                    metrics[NLL_KEY] = Cell(value, "lower", "NLL, bits/dim")
+            rows.append(Row(key=tuple(str(row.get(c) or "") for c in KEY_COLUMNS), fingerprint=fingerprint,
+                            metrics=metrics, n_seeds=str(row.get("n") or ""), protocol=str(table.get("protocol") or "")))
+    return rows
 
 
 def parse_leaderboard_csv(text: str, source: str) -> list[Row]:
-    """Rows of a ``leaderboard.csv`` text (leading ``#`` lines skipped); InputError if it is not one."""
+    """Rows of a ``leaderboard.csv`` text (leading ``#`` lines skipped); InputError if it is not one.
+
+    The CSV names its metrics by column (``fid_mean``, ``kid_x1e3_mean``): their directions and
+    labels come from the metric declarations. ``leaderboard.json`` carries them in each cell and
+    is read first when a report folder holds both."""
     lines = text.splitlines(keepends=True)
     skip = 0
     while skip < len(lines) and (lines[skip].startswith("#") or not lines[skip].strip()):
@@ -180,39 +257,54 @@ def parse_leaderboard_csv(text: str, source: str) -> list[Row]:
     if missing:
         raise InputError(f"{source!r} is not a leaderboard CSV written by `gbench report` (no column(s) "
                          f"{', '.join(missing)}); pass its leaderboard.csv or a folder of runs")
-    metric_cols = [c for c in header if c.endswith("_mean") and metric_direction(c) is not None]
+    metric_cols = {c: _canonical_metric(c) or _base_key(c) for c in header
+                   if c.endswith("_mean") and metric_direction(c) is not None}
     rows = []
     for i, rec in enumerate(records, start=skip + 2):
         try:
             fingerprint = json.loads(rec.get("protocol_fingerprint") or "")
         except json.JSONDecodeError:
-            raise InputError(f"{source!r} line {i}: protocol_fingerprint is not JSON; regenerate the file with "
-                             "`gbench report RUNS --out DIR`") from None
+            raise InputError(f"{source!r} line {i}: protocol_fingerprint is not JSON; {_REGENERATE}") from None
         if not isinstance(fingerprint, dict):
-            raise InputError(f"{source!r} line {i}: protocol_fingerprint is not a JSON object; regenerate the "
-                             "file with `gbench report RUNS --out DIR`")
-        metrics = {c: v for c in metric_cols if math.isfinite(v := _cell_float(rec.get(c, "")))}
+            raise InputError(f"{source!r} line {i}: protocol_fingerprint is not a JSON object; {_REGENERATE}")
+        metrics = {}
+        for col, key in metric_cols.items():
+            value = _number(rec.get(col), f"{source!r} line {i} column {col}")
+            if math.isfinite(value):
+                metrics[key] = Cell(value, metric_direction(col) or "", _declared_label(col))
         rows.append(Row(key=tuple(str(rec.get(c) or "") for c in KEY_COLUMNS), fingerprint=fingerprint,
                         metrics=metrics, n_seeds=str(rec.get("n_seeds") or ""),
                         protocol=str(rec.get("protocol") or "")))
     return rows
 
 
-def _read_csv(path: Path) -> Side:
+def _declared_label(column: str) -> str:
+    if _base_key(column) == NLL_KEY:
+        return "NLL, bits/dim"
+    spec = _declared(column)
+    return spec.label if spec is not None else ""
+
+
+def _read_text(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{str(path)!r} is not a text CSV file; pass the leaderboard.csv that `gbench report` "
+        raise InputError(f"{str(path)!r} is not a text {what} file; pass the {what} that `gbench report` "
                          "writes, or a folder of runs") from None
     except OSError as e:
         raise InputError(f"cannot read {str(path)!r} ({e.strerror or e}); check the path and its permissions") from None
-    return Side(path, "csv", parse_leaderboard_csv(text, str(path)))
+
+
+def _read_file(path: Path) -> Side:
+    if path.suffix.lower() == ".json":
+        return Side(path, "json", parse_leaderboard_json(_read_text(path, "leaderboard.json"), str(path)))
+    return Side(path, "csv", parse_leaderboard_csv(_read_text(path, "leaderboard.csv"), str(path)))
 
 
 def _read_runs(path: Path) -> Side:
     from generative_bench.reporting.collect import collect_runs
     from generative_bench.reporting.leaderboard import build_leaderboard
-    from generative_bench.reporting.render import to_csv_text
+    from generative_bench.reporting.render import to_json_text
 
     collection = collect_runs([path])
     board = build_leaderboard(collection)
@@ -220,29 +312,42 @@ def _read_runs(path: Path) -> Side:
                 for p in collection.problems]
     if not board.tables and not problems:
         raise InputError(f"no completed run with results below {str(path)!r}; pass a folder whose runs "
-                         "finished, or a leaderboard.csv written by `gbench report`")
+                         "finished, or a leaderboard.json written by `gbench report`")
+    # the same serialisation as the report's leaderboard.json, so both kinds of input read alike;
     # failed / unfinished runs only: no rows, so every baseline row is reported missing
-    rows = parse_leaderboard_csv(to_csv_text(board), str(path)) if board.tables else []
-    # the same serialisation as the report's leaderboard.csv, so both kinds of input read alike
+    rows = parse_leaderboard_json(to_json_text(board, "", ""), str(path)) if board.tables else []
     return Side(path, "runs", rows, problems)
 
 
 def read_side(path: str | os.PathLike, role: str = "input") -> Side:
-    """A folder of runs or a ``leaderboard.csv`` as a :class:`Side`; InputError on bad input."""
+    """A folder of runs, a ``leaderboard.json`` or a ``leaderboard.csv`` as a :class:`Side`
+    (a report folder without runs is read as its leaderboard.json, else its leaderboard.csv);
+    InputError on bad input."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputError(f"{role} {str(p)!r} does not exist; pass a sweep/run folder or a leaderboard.csv "
-                         "written by `gbench report`")
+        raise InputError(f"{role} {str(p)!r} does not exist; pass a sweep/run folder or the leaderboard.json "
+                         "(or leaderboard.csv) written by `gbench report`")
     if p.is_file():
         if p.name == "results.json":
             return _read_runs(p)
-        return _read_csv(p)
+        return _read_file(p)
     try:
         return _read_runs(p)
     except InputError as e:
-        if (p / "leaderboard.csv").is_file():  # a committed report folder without the runs
-            return _read_csv(p / "leaderboard.csv")
-        raise InputError(f"{role} {str(p)!r}: {e} (or pass a leaderboard.csv written by `gbench report`)") from None
+        for name in ("leaderboard.json", "leaderboard.csv"):  # a committed report folder without the runs
+            if (p / name).is_file():
+                return _read_file(p / name)
+        raise InputError(f"{role} {str(p)!r}: {e} (or pass a leaderboard.json written by `gbench report`)") from None
+
+
+def check_outputs(outputs: dict[str, Any], inputs: Iterable[Any]) -> None:
+    """Refuse an output file (``--out`` / ``--json``) that is one of the inputs: writing the
+    comparison there would destroy the baseline it was made from."""
+    read = {Path(p).expanduser().resolve() for p in inputs if p is not None}
+    for option, out in outputs.items():
+        if out is not None and Path(out).expanduser().resolve() in read:
+            raise InputError(f"{option} {str(out)!r} is one of the inputs; writing there would replace it, so "
+                             "name another file (e.g. compare.md beside the report)")
 
 
 # ---------------------------------------------------------------------------------- comparing
@@ -286,8 +391,7 @@ class Tolerance:
     absolute: float = 1e-9
     per_metric: dict[str, float] = field(default_factory=dict)  # canonical key (or x:name) -> absolute
 
-    def allowed(self, column: str, baseline: float) -> float:
-        key = _canonical_metric(column) or _base_key(column)
+    def allowed(self, key: str, baseline: float) -> float:
         if key in self.per_metric:
             return self.per_metric[key]
         return max(self.absolute, self.relative * abs(baseline))
@@ -445,24 +549,28 @@ def compare_sides(new: Side, baseline: Side, tolerance: Tolerance | None = None,
                 lines.append(Line(name, f"{FINGERPRINT_METRIC}: {field_name}", old, newer, None, None, verdict))
         if b.n_seeds and n.n_seeds and b.n_seeds != n.n_seeds:
             notes.append(f"{name}: means over {b.n_seeds} seed(s) in the baseline, {n.n_seeds} in NEW")
-        for col in sorted(set(b.metrics) | set(n.metrics), key=_metric_order):
-            direction = metric_direction(col) or ""
-            mlabel = _metric_label(col)
-            if col not in n.metrics:
-                lines.append(Line(name, mlabel, b.metrics[col], None, None, None,
+        for key in sorted(set(b.metrics) | set(n.metrics), key=_metric_order):
+            cell = b.metrics.get(key) or n.metrics[key]
+            direction = cell.better
+            mlabel = metric_line_name(key, cell)
+            if key not in n.metrics:
+                lines.append(Line(name, mlabel, b.metrics[key].value, None, None, None,
                                   MISSING_ALLOWED if allow_missing else MISSING, "not measured in NEW"))
                 missing_failure |= not allow_missing
                 continue
-            if col not in b.metrics:
-                lines.append(Line(name, mlabel, None, n.metrics[col], None, None, ADDED, "not in the baseline"))
+            if key not in b.metrics:
+                lines.append(Line(name, mlabel, None, n.metrics[key].value, None, None, ADDED, "not in the baseline"))
                 continue
-            bv, nv = b.metrics[col], n.metrics[col]
+            bv, nv = b.metrics[key].value, n.metrics[key].value
+            if n.metrics[key].better != direction:
+                notes.append(f"{name}: {key} is '{direction or 'no direction'}'-better in the baseline and "
+                             f"'{n.metrics[key].better or 'no direction'}'-better in NEW; the baseline's is used")
             delta = nv - bv
             rel = delta / abs(bv) if bv != 0 else (0.0 if delta == 0 else None)
             note = ""
             if diffs and not allow_fingerprint_change:
                 verdict = MISMATCH
-            elif abs(delta) <= tol.allowed(col, bv):
+            elif abs(delta) <= tol.allowed(key, bv):
                 verdict = OK
             elif not direction:
                 verdict, note = OK, "changed; no better direction, never fails"
@@ -505,12 +613,16 @@ def compare_sides(new: Side, baseline: Side, tolerance: Tolerance | None = None,
     return Comparison(new, baseline, tol, lines, mismatched, missing_rows, added_rows, notes, code, headline)
 
 
-def _metric_order(col: str) -> tuple[int, str]:
+def _metric_order(key: str) -> tuple[int, str]:
     keys = [s.key for s in _leaderboard.metric_specs()]
-    base = _base_key(col)
-    if base in keys:
-        return keys.index(base), col
-    return (len(keys) + 1 if base == NLL_KEY else len(keys) + 2), col
+    if key in keys:
+        return keys.index(key), key
+    return (len(keys) + 1 if key == NLL_KEY else len(keys) + 2), key
+
+
+def metric_line_name(key: str, cell: Cell) -> str:
+    """``fid (FD_inception)``: the metric key and the label the leaderboard gave it."""
+    return f"{key} ({cell.label})" if cell.label and cell.label != key else key
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -543,10 +655,8 @@ def render_text(comp: Comparison) -> str:
     from tabulate import tabulate
 
     out = [f"gbench compare: {comp.headline}", ""] if comp.headline else []
-    out += [f"NEW:      {comp.new.path} ({'runs' if comp.new.kind == 'runs' else 'leaderboard CSV'}, "
-           f"{len(comp.new.rows)} row(s))",
-           f"BASELINE: {comp.baseline.path} ({'runs' if comp.baseline.kind == 'runs' else 'leaderboard CSV'}, "
-           f"{len(comp.baseline.rows)} row(s))", ""]
+    out += [f"NEW:      {comp.new.path} ({KIND_NAMES[comp.new.kind]}, {len(comp.new.rows)} row(s))",
+            f"BASELINE: {comp.baseline.path} ({KIND_NAMES[comp.baseline.kind]}, {len(comp.baseline.rows)} row(s))", ""]
     out.append(tabulate(table_rows(comp), headers=HEADERS, tablefmt="github", disable_numparse=True)
                if comp.lines else "(nothing to compare)")
     out.append("")
@@ -606,6 +716,6 @@ def to_json(comp: Comparison) -> dict[str, Any]:
     }
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FINGERPRINT", "EXIT_OK", "EXIT_REGRESSION", "Comparison", "Line", "Row", "Side",
-           "Tolerance", "compare_sides", "fingerprint_changes", "fingerprint_diff", "metric_direction",
-           "parse_leaderboard_csv", "parse_tolerances", "read_side", "render_markdown", "render_text", "to_json"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FINGERPRINT", "EXIT_OK", "EXIT_REGRESSION", "Cell", "Comparison", "Line", "Row", "Side",
+           "Tolerance", "check_outputs", "compare_sides", "fingerprint_changes", "fingerprint_diff", "metric_direction",
+           "parse_leaderboard_csv", "parse_leaderboard_json", "parse_tolerances", "read_side", "render_markdown", "render_text", "to_json"]
