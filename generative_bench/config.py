@@ -60,7 +60,7 @@ def _drop(obj: Any, keys: tuple[str, ...]) -> Any:
 
 def run_identity(cfg: Any) -> dict[str, Any]:
     """What defines a training run: model, data (not where it lives), training settings other than
-    budgets and bookkeeping, the seed, and the preset's settings for this model. Its hash names the
+    budgets and bookkeeping, the seed and the extractor being trained. Its hash names the
     run folder, and a resume checks it against the checkpoint's."""
     from omegaconf import DictConfig, OmegaConf
 
@@ -68,13 +68,11 @@ def run_identity(cfg: Any) -> dict[str, Any]:
         return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
     model = plain(cfg.get("model")) or {}
-    per_model = (plain(cfg.get("per_model")) or {}).get(str(model.get("name")), {})
     identity = {
         "model": {"name": model.get("name"), "backend": model.get("backend")},
         "data": _drop(plain(cfg.get("data")) or {}, NON_IDENTITY_DATA_KEYS),
         "train": {k: v for k, v in (plain(cfg.get("train")) or {}).items() if k not in NON_IDENTITY_TRAIN_KEYS},
         "seed": cfg.get("seed"),
-        "per_model": _drop(per_model, ("sampling", "sampling_sweep", "eval")),
         "extractor": plain(cfg.get("extractor")),
     }
     if cfg.get("sampler") is not None:  # external samples: two files of one name are two runs

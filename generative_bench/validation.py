@@ -417,6 +417,10 @@ def validate(cfg: DictConfig) -> None:
     p = Problems()
     stage = str(cfg.get("stage", "pipeline"))
     _folder_names(p, cfg)
+    if "per_model" in cfg:
+        p.add("per_model is no longer read: put one model's settings of a preset in "
+              "conf/per_model/<experiment>/<model>.yaml (Hydra composes it when model=<model>), or override "
+              "model.* on the command line")
     if not _is_int(cfg.get("seed")) or cfg.seed < 0:
         p.add(f"seed={cfg.get('seed')!r}: must be an integer >= 0")
     device = str(cfg.get("device", "auto"))

@@ -95,22 +95,28 @@ def test_cluster_launcher_presets_compose(compose, launcher, key):
 
 
 def test_per_model_settings_of_a_preset_apply_to_their_model_only(compose):
-    from generative_bench.cli.task import apply_per_model
+    """conf/per_model/<experiment>/<model>.yaml is composed by Hydra for that model of the preset only."""
     from generative_bench.errors import InputError
+    from generative_bench.validation import validate
 
     for model, steps, timesteps in (("ddpm", 25, 100), ("iddpm", 50, 100)):
         cfg = compose(["experiment=cifar_cpu_hour", f"model={model}"])
         OmegaConf.resolve(cfg)
-        merged = apply_per_model(cfg)
-        assert merged.model.sampling.steps == steps and merged.model.nll.timesteps == timesteps
-        assert merged.eval.features.asset == "cifar10_resnet" and "sfid" not in merged.eval.metrics
+        assert cfg.model.sampling.steps == steps and cfg.model.nll.timesteps == timesteps
+        assert cfg.eval.features.asset == "cifar10_resnet" and "sfid" not in cfg.eval.metrics
     gan = compose(["experiment=cifar_cpu_hour", "model=gan"])
-    OmegaConf.resolve(gan)
-    assert OmegaConf.to_container(apply_per_model(gan).model.sampling) == {}
-    bad = compose(["model=ddpm", "+per_model={ddpm: {model: {sampling: {stpes: 5}}}}"])
-    OmegaConf.resolve(bad)
-    with pytest.raises(InputError, match="per_model.ddpm.*stpes"):
-        apply_per_model(bad)
+    assert OmegaConf.to_container(gan.model.sampling) == {}
+    assert OmegaConf.to_container(compose(["model=ddpm"]).model.sampling)["steps"] == 50  # no preset: the model's own
+    # a shared sweep is one file: both diffusion families of the guidance preset read it
+    sweeps = [OmegaConf.to_container(compose(["experiment=guidance_ring", f"model={m}"]).model.sampling_sweep)
+              for m in ("ddpm", "iddpm")]
+    assert sweeps[0] == sweeps[1] and {"classifier_scale": 2.0} in sweeps[0]
+    assert OmegaConf.to_container(compose(["model=ddpm"]).model.sampling_sweep) == \
+        OmegaConf.to_container(compose(["model=ldm", "data=cifar10_jpeg"]).model.sampling_sweep)
+    old = compose(["model=ddpm", "+per_model={ddpm: {model: {sampling: {steps: 5}}}}"])
+    OmegaConf.resolve(old)
+    with pytest.raises(InputError, match="per_model is no longer read.*conf/per_model/<experiment>/<model>.yaml"):
+        validate(old)
 
 
 def _sweep_models(cfg) -> list[str]:
@@ -118,12 +124,10 @@ def _sweep_models(cfg) -> list[str]:
 
 
 def _job(compose, preset: str, model: str):
-    """The resolved config one job of ``preset``'s sweep runs with (per_model settings merged)."""
-    from generative_bench.cli.task import apply_per_model
-
+    """The resolved config one job of ``preset``'s sweep runs with (its per-model file composed)."""
     cfg = compose([f"experiment={preset}", f"model={model}"])
     OmegaConf.resolve(cfg)
-    return apply_per_model(cfg)
+    return cfg
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

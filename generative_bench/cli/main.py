@@ -158,7 +158,6 @@ def validate_sweep(params: list[str], overrides: list[str]) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 
-    from generative_bench.cli.task import apply_per_model
     from generative_bench.config import project_error
     from generative_bench.validation import validate
 
@@ -173,7 +172,7 @@ def validate_sweep(params: list[str], overrides: list[str]) -> None:
                     with open_dict(cfg):
                         cfg.pop("hydra")
                     OmegaConf.resolve(cfg)
-                    validate(apply_per_model(cfg))
+                    validate(cfg)
                 except Exception as e:  # the job's problems, as its own run would state them
                     err = project_error(e)
                     text = str(err if err is not None else e).removeprefix("invalid configuration")

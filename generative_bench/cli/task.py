@@ -64,27 +64,6 @@ def explain(exc: BaseException) -> tuple[str, int]:
             "report it)"), 1
 
 
-def apply_per_model(cfg: DictConfig) -> DictConfig:
-    """Merge ``per_model[<model.name>]`` (a preset's settings for one model of a sweep) into ``cfg``.
-
-    An experiment preset sweeps several models but some settings only make sense for one (the
-    sampler steps of a diffusion model, say): ``per_model: {ddpm: {model: {sampling: {steps: 25}}}}``.
-    Keys are merged in struct mode, so a key the model's config does not have is an error.
-    """
-    table = cfg.get("per_model") or {}
-    name = str(cfg.model.name)
-    not_mappings = [k for k in table if not isinstance(table[k], (dict, DictConfig))]
-    if not_mappings:
-        k = not_mappings[0]
-        raise InputError(f"per_model.{k} must be a mapping of config overrides, got {table[k]!r}")
-    if name not in table:
-        return cfg
-    try:
-        return OmegaConf.merge(cfg, table[name])
-    except Exception as e:  # omegaconf's ConfigKeyError and friends
-        raise InputError(f"per_model.{name}: {e}; fix the key in the experiment preset") from None
-
-
 def set_threads(cfg: DictConfig, multirun: bool) -> int:
     """``threads: auto``: all cores, or cores / n_jobs when the sweep's jobs run in parallel
     (joblib launcher), so parallel jobs do not oversubscribe the CPU; an int sets it."""
@@ -165,7 +144,6 @@ def _run_job(cfg: DictConfig) -> str:
     try:
         load_plugins()  # a sweep worker is a fresh process: the plugins' declarations first
         OmegaConf.resolve(cfg)
-        cfg = apply_per_model(cfg)
         pipeline.check_stage(str(cfg.stage))
         validate(cfg)
         set_threads(cfg, multirun)
