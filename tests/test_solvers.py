@@ -314,7 +314,7 @@ def test_classifier_guidance_with_the_ode_solvers(settings):
         share[s] = (torch.cdist(x.double(), MEANS.double()).argmin(1) == 3).double().mean().item()
     assert share[0.0] < 0.3 and share[5.0] > 0.9, share
     # a zero-scale guidance object inside the solver changes nothing
-    process = b._method_process(settings["method"], settings["steps"])
+    process = b.sampling_method(settings).process(b)
     seeds = [image_seed(1, i) for i in range(16)]
     kw = {"steps": settings["steps"]} if settings["method"] != "dpmpp_2m" else {}
     with torch.no_grad():
@@ -339,7 +339,7 @@ def test_classifier_free_guidance_with_the_ode_solvers(method, steps):
            for w in (0.0, 1.5)}
     assert torch.isfinite(out[1.5]).all() and (out[1.5] - out[0.0]).abs().max() > 1e-3
     # w = 0 is the conditional model: the solver on net(x, t, y)
-    process = b._method_process(method, steps)
+    process = b.sampling_method({"method": method, "steps": steps}).process(b)
     seeds = [image_seed(3, i) for i in range(12)]
     noise = ImageNoise(seeds)
     noise.randint(4)  # the class draw comes first
@@ -348,3 +348,32 @@ def test_classifier_free_guidance_with_the_ode_solvers(method, steps):
         want = sample_loop(process, lambda x, t: b.net(x, t, labels), (12, 2), noise, method=method,
                            clip_denoised=False, **kw)
     assert torch.equal(out[0.0], want)
+
+
+def test_each_method_declares_what_steps_is_and_its_nfe():
+    """methods.py: respacing spec, grid size and eta are fields of the method that owns them; the
+    NFE is the method's own; eta for a method other than DDIM and unknown methods are refused."""
+    from generative_bench.backends.diffusion.methods import (DDIM, SAMPLING_METHODS, Ancestral, DPMSolverPP2M,
+                                                             EulerODE, Heun, sampling_method)
+
+    b = DiffusionBackend([2], vector_net=functools.partial(MLPDenoiser, hidden=16, num_blocks=1, time_dim=8),
+                         timesteps=100)
+    assert set(SAMPLING_METHODS) == {"ancestral", "ddim", "dpmpp_2m", "heun", "euler_ode"}
+    assert sampling_method("ancestral", "ddim25") == Ancestral(respacing="ddim25")
+    assert sampling_method("ddim", 10, 0.5) == DDIM(respacing=10, eta=0.5)
+    assert sampling_method("dpmpp_2m", "ddim_quad10") == DPMSolverPP2M(respacing="ddim_quad10")
+    assert sampling_method("heun", 10) == Heun(levels=10) and sampling_method("euler_ode", 7).levels == 7
+    assert Ancestral().nfe(b) == 100 and Ancestral(respacing=25).nfe(b) == 25
+    assert DPMSolverPP2M(respacing="ddim_quad10").nfe(b) == b.respaced("ddim_quad10").num_timesteps == 9  # T=100: 2 merge
+    grid = len(karras_grid(b.process, 10)[0])
+    assert Heun(levels=10).nfe(b) == 2 * grid - 1 and EulerODE(levels=10).nfe(b) == grid
+    assert Heun(levels=10).process(b) is b.process and Ancestral(respacing=25).process(b).num_timesteps == 25
+    assert b.network_evaluations({"method": "heun", "steps": 10}) == Heun(levels=10).nfe(b)
+    for bad, match in ((("heun", 10, 0.5), "eta=0.5 applies to method=ddim only; heun is deterministic"),
+                       (("ancestral", None, 1.0), "eta=1.0 applies to method=ddim only"),
+                       (("ddim", None, float("nan")), "finite number >= 0"),
+                       (("plms", None, 0.0), "unknown diffusion sampling method 'plms'")):
+        with pytest.raises(InputError, match=match):
+            sampling_method(*bad)
+    with pytest.raises(InputError, match="needs steps=N"):
+        b.resolve_settings(method="euler_ode", steps="ddim10")

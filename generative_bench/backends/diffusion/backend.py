@@ -44,8 +44,8 @@ from generative_bench.backends.diffusion.ode import ode_nll_bpd
 from generative_bench.backends.diffusion.losses import make_loss
 from generative_bench.backends.diffusion.respace import respace
 from generative_bench.backends.diffusion.schedules import make_betas
-from generative_bench.backends.diffusion.solvers import (GRID_METHODS, ODE_SOLVERS, check_grid_steps, check_method,
-                                                          network_evaluations, sample_loop)
+from generative_bench.backends.diffusion.methods import DEFAULT_METHOD, SamplingMethod, sampling_method
+from generative_bench.backends.diffusion.solvers import sample_loop
 from generative_bench.backends.diffusion.timestep_distribution import make_timestep_distribution
 from generative_bench.errors import InputError
 
@@ -236,10 +236,10 @@ class DiffusionBackend(Backend):
 
     # ----------------------------------------------------------------- sampling
     def default_sampling(self) -> dict[str, Any]:
-        """Full-length ancestral sampling; x0 predictions clipped to the data range when it is known;
-        unguided (``classifier_scale`` / ``cfg_scale`` only where the model has a classifier /
-        a conditional net)."""
-        out: dict[str, Any] = {"method": "ancestral", "steps": None, "eta": 0.0,
+        """Full-length ancestral sampling (:data:`~.methods.DEFAULT_METHOD`); x0 predictions clipped
+        to the data range when it is known; unguided (``classifier_scale`` / ``cfg_scale`` only
+        where the model has a classifier / a conditional net)."""
+        out: dict[str, Any] = {"method": DEFAULT_METHOD.name, "steps": DEFAULT_METHOD.steps, "eta": 0.0,
                                "clip_denoised": self._clip_default(None)}
         out.update(self.knobs())
         return out
@@ -254,39 +254,32 @@ class DiffusionBackend(Backend):
         return out
 
     def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
-        """Defaults merged with ``sampling``, with ``clip_denoised=None`` resolved to a bool."""
+        """Defaults merged with ``sampling``, with ``clip_denoised=None`` resolved to a bool; the
+        method's typed settings are built and their process checked now (a bad respacing or grid
+        size is an error before any sampling)."""
         settings = super().resolve_settings(**sampling)
         settings["clip_denoised"] = self._clip_default(settings.get("clip_denoised"))
-        method = settings["method"]
-        check_method(method)
-        if method in ODE_SOLVERS and settings.get("eta"):
-            raise InputError(f"sampling option eta={settings['eta']} applies to method=ddim only; {method} is "
-                             "deterministic, set eta=0.0")
-        self._method_process(method, settings.get("steps"))  # a bad respacing / grid is an error now
+        self.sampling_method(settings).process(self)
         return settings
 
-    def _method_process(self, method: str, steps: int | str | None) -> GaussianDiffusion:
-        """The process ``method`` runs on: the training process for the Karras-grid methods (whose
-        ``steps`` is the grid size, checked here), else the respaced one."""
-        if method in GRID_METHODS:
-            check_grid_steps(method, steps, self.process)
-            return self.process
-        return self.respaced(steps)
+    @staticmethod
+    def sampling_method(settings: dict[str, Any]) -> SamplingMethod:
+        """The typed method settings (methods.py) of a settings dict's ``method`` / ``steps`` / ``eta``."""
+        return sampling_method(settings.get("method", DEFAULT_METHOD.name), settings.get("steps"),
+                               settings.get("eta", 0.0))
 
     def network_evaluations(self, settings: dict[str, Any]) -> int:
-        """Denoiser passes per image: one per step of the (respaced) process for ancestral / ddim /
-        dpmpp_2m, 2N - 1 for heun and N for euler_ode on the N-level grid; twice that with
-        classifier-free guidance (w not in {0, -1})."""
-        method = settings.get("method", "ancestral")
-        steps = network_evaluations(method, self._method_process(method, settings.get("steps")), settings.get("steps"))
+        """Denoiser passes per image: the method's NFE (methods.py), twice that with classifier-free
+        guidance (w not in {0, -1})."""
+        steps = self.sampling_method(settings).nfe(self)
         w = float(settings.get("cfg_scale", 0.0) or 0.0)
         return steps * (1 if w in (0.0, -1.0) else 2)
 
     def sample_model_space(self, n: int, noise: Any = None, labels: torch.Tensor | None = None,
-                           method: str = "ancestral", steps: int | str | None = None, eta: float = 0.0,
+                           method: str = DEFAULT_METHOD.name, steps: int | str | None = None, eta: float = 0.0,
                            clip_denoised: bool | None = None, classifier_scale: float = 0.0, cfg_scale: float = 0.0,
                            progress: bool = False) -> torch.Tensor:
-        check_method(method)
+        chosen = sampling_method(method, steps, eta)
         if self.conditional and labels is None:
             raise InputError("a class-conditional diffusion model samples with labels; draw through sample() or "
                              "draw(), which pick classes uniformly, or pass labels")
@@ -304,9 +297,9 @@ class DiffusionBackend(Backend):
                 raise InputError(f"classifier_scale={classifier_scale} needs a noise-aware classifier "
                                  "(model.backend.classifier=true, trained with the model)")
             guidance = ClassifierGuidance(self.classifier, labels, float(classifier_scale))
-        return sample_loop(self._method_process(method, steps), model, (int(n), *self.data_shape), noise,
-                           method=method, eta=float(eta), clip_denoised=clip, device=self.device, progress=progress,
-                           guidance=guidance, steps=steps if method in GRID_METHODS else None)
+        return sample_loop(chosen.process(self), model, (int(n), *self.data_shape), noise,
+                           method=chosen.name, eta=chosen.solver_eta, clip_denoised=clip, device=self.device,
+                           progress=progress, guidance=guidance, steps=chosen.grid_levels)
 
     # ----------------------------------------------------------------- likelihood
     def bound_name(self, timesteps: int | str | None = None, clip_denoised: bool = False) -> str:

@@ -269,18 +269,6 @@ def check_grid_steps(method: str, steps: Any, process: GaussianDiffusion) -> int
     return steps
 
 
-def network_evaluations(method: str, process: GaussianDiffusion, steps: Any = None) -> int:
-    """Denoiser calls per image of ``method`` (without classifier-free guidance's doubling).
-
-    ``process`` is the (respaced) process for ancestral / ddim / dpmpp_2m (one call per step) and
-    the training process for heun (2N - 1 on the merged grid) and euler_ode (N)."""
-    check_method(method)
-    if method in GRID_METHODS:
-        m = len(karras_grid(process, check_grid_steps(method, steps, process))[0])
-        return 2 * m - 1 if method == "heun" else m
-    return process.num_timesteps
-
-
 def sample_loop(process: GaussianDiffusion, model: ModelFn, shape, noise: Any = None,
                 method: str = "ancestral", eta: float = 0.0, clip_denoised: Clip = True,
                 device: torch.device | str = "cpu", progress: bool = False, guidance: Any = None,
