@@ -383,6 +383,7 @@ def tradeoff_figure(table: ProtocolTable):
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.6), squeeze=False)
+    notes: dict[Any, list] = {}  # knob-value labels per panel, placed once the layout is final
     for ax, (xk, yk) in zip(axes[0], pairs):
         drawn: dict[str, int] = {}  # lines per backend: one colour per backend, one style per line
         for label, knob, rows, backend in _tradeoff_lines(table):
@@ -395,15 +396,14 @@ def tradeoff_figure(table: ProtocolTable):
             drawn[backend] = drawn.get(backend, 0) + 1
             ax.plot(g[x_col], g[f"{yk}_mean"], marker="o", linestyle=style, color=color, ms=4, label=label)
             if xk != "knob":
-                for _, row in g.iterrows():
-                    if row["knob"]:
-                        ax.annotate(f"{row['knob_value']:g}", (row[x_col], row[f"{yk}_mean"]), fontsize=6,
-                                    xytext=(3, 3), textcoords="offset points", color=color)
+                notes[ax] = notes.get(ax, []) + [(row[x_col], row[f"{yk}_mean"], f"{row['knob_value']:g}", color)
+                                                 for _, row in g.iterrows() if row["knob"]]
             base = g[g["knob"] == ""]
             ax.plot(base[x_col], base[f"{yk}_mean"], "*", color=color, ms=13, mec="black", mew=0.6)
         ax.set_xlabel("knob value (s, w: guidance; ψ: truncation; T: temperature)" if xk == "knob"
                       else table.label(present[xk]) + f" ({present[xk].better} is better)")
         ax.set_ylabel(table.label(present[yk]) + f" ({present[yk].better} is better)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))  # long tick labels of a narrow range do not collide
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     ncol = min(3, max(1, len(labels)))
@@ -412,6 +412,8 @@ def tradeoff_figure(table: ProtocolTable):
     fig.suptitle(f"Fidelity vs diversity as the knob moves (★ = unguided / untruncated / T=1) — {table.pid}{warn}",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.04 + 0.035 * -(-len(labels) // ncol), 1, 0.94))
+    for ax, items in notes.items():
+        place_labels(ax, items)
     return fig
 
 
@@ -419,24 +421,84 @@ def plot_tradeoff(table: ProtocolTable, out: Path) -> Path | None:
     return _save_as_is(tradeoff_figure(table), out)
 
 
+def place_labels(ax, labels: list[tuple[float, float, str, Any]], fontsize: int = 6, gap: float = 2.0) -> None:
+    """Annotate each ``(x, y, text, color)`` next to its point: right of it first, then left,
+    moved up or down by whole lines until its box overlaps no label already placed and stays
+    inside the axes (greedy, in display space; a leader line marks a moved label). Call after
+    the axis limits and the layout are final."""
+    fig = ax.figure
+    fig.canvas.draw_idle()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    step = fontsize + gap
+    shifts = [0] + [k for j in range(1, 7) for k in (j, -j)]
+    candidates = [(side, k) for k in shifts for side in (1, -1)]
+    for x, y, text, color in labels:
+        ann = None
+        for side, k in candidates:
+            if ann is not None:
+                ann.remove()
+            moved = k != 0
+            ann = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(3 * side, 3 + k * step),
+                              textcoords="offset points", color=color, ha="left" if side > 0 else "right",
+                              arrowprops={"arrowstyle": "-", "lw": 0.4, "color": color, "alpha": 0.6} if moved else None)
+            box = text_box(ann, renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+        else:  # nowhere free: the plain position, as before
+            ann.remove()
+            ann = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(3, 3), textcoords="offset points", color=color)
+        placed.append(text_box(ann, renderer))
+
+
+def text_box(ann, renderer):
+    """The box of an annotation's text alone (``Annotation.get_window_extent`` adds its leader line)."""
+    from matplotlib.text import Text
+
+    ann.update_positions(renderer)
+    return Text.get_window_extent(ann, renderer)
+
+
+def point_label(row: Mapping[str, Any]) -> str:
+    """What a point of one row is called in a figure: its knob setting (``ψ=0.5``, with the symbol
+    its family declares) when it has one, else its network evaluations, else its sampler."""
+    if row.get("knob"):
+        symbol = (row.get("knob_symbols") or {}).get(row["knob"]) or row["knob"]
+        return f"{symbol}={row['knob_value']:g}"
+    nfe = row.get("nfe")
+    return f"NFE {nfe:.0f}" if nfe is not None and nfe == nfe else str(row.get("sampler", ""))
+
+
 def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
+    """The declared precision–recall panel (``Output.tradeoff = ("precision-recall", axis)``): the
+    first pair of its x / y outputs that this table measured; one point per row, coloured by
+    family, labels (knob setting or NFE) that do not overlap."""
+    from generative_bench.evaluation.schema import tradeoff_panels
+
     f = table.frame
-    keys = next(((p, r) for p, r in (("precision", "recall"), ("data_precision", "data_recall"))
-                 if f"{p}_mean" in f and f"{r}_mean" in f and (f[f"{p}_mean"].notna() & f[f"{r}_mean"].notna()).any()),
-                None)
+
+    def measured(key: str) -> bool:
+        return f"{key}_mean" in f and f[f"{key}_mean"].notna().any()
+
+    keys = next(((p, r) for panel, xs, ys in tradeoff_panels() if panel == "precision-recall"
+                 for r in xs for p in ys if measured(p) and measured(r)
+                 and (f[f"{p}_mean"].notna() & f[f"{r}_mean"].notna()).any()), None)
     if keys is None:
         return None
     p, r = keys
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    notes = []
     for backend, grp in f.groupby("backend", sort=True):
         g = grp[grp[f"{p}_mean"].notna() & grp[f"{r}_mean"].notna()]
+        color = backend_style(table, backend)["color"]
         ax.errorbar(g[f"{r}_mean"], g[f"{p}_mean"], xerr=g[f"{r}_std"].fillna(0), yerr=g[f"{p}_std"].fillna(0),
-                    fmt="o", capsize=3, label=backend, color=backend_style(table, backend)["color"])
+                    fmt="o", capsize=3, label=backend, color=color)
         if len(g) > 1:
-            for _, row in g.iterrows():
-                ax.annotate(f"NFE {row['nfe']:.0f}" if row["nfe"] == row["nfe"] else row["sampler"],
-                            (row[f"{r}_mean"], row[f"{p}_mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            notes += [(row[f"{r}_mean"], row[f"{p}_mean"], point_label(row), color)
+                      for _, row in g.sort_values(f"{p}_mean", ascending=False).iterrows()]
     labels = {s.key: table.label(s) for s in metric_specs()}
     ax.set_xlabel(labels[r] + " (coverage of the data)")
     ax.set_ylabel(labels[p] + " (fidelity)")
@@ -448,6 +510,7 @@ def plot_precision_recall(table: ProtocolTable, out: Path) -> Path | None:
     _legend_outside(fig, ax)
     ax.set_title(f"Precision vs recall — {table.pid}", fontsize=9)
     fig.tight_layout()
+    place_labels(ax, notes)
     return _save_tight(fig, out)
 
 
