@@ -325,6 +325,18 @@ def plot_metric_panels(table: ProtocolTable, out: Path) -> Path | None:
     return _save_as_is(metric_panels_figure(table), out)
 
 
+def knob_axis_label(table: ProtocolTable) -> str:
+    """``knob value (ψ: truncation; T: temperature)``: the knobs moved in this table, each with the
+    symbol its family declares (``KNOB_SYMBOLS``, recorded with every evaluation)."""
+    f = table.frame
+    named: dict[str, str] = {}
+    for knob, symbols in zip(f["knob"], f["knob_symbols"] if "knob_symbols" in f else [{}] * len(f)):
+        if knob:
+            named.setdefault(knob, (symbols or {}).get(knob) or knob)
+    parts = [f"{symbol}: {knob}" if symbol != knob else knob for knob, symbol in sorted(named.items())]
+    return "knob value" + (f" ({'; '.join(parts)})" if parts else "")
+
+
 def _tradeoff_lines(table: ProtocolTable):
     """(label, knob, rows sorted by knob value, backend) of every knob line: the settings of one
     declared knob at one base setting (the other sampler settings equal), its neutral point among
@@ -400,7 +412,7 @@ def tradeoff_figure(table: ProtocolTable):
                                                  for _, row in g.iterrows() if row["knob"]]
             base = g[g["knob"] == ""]
             ax.plot(base[x_col], base[f"{yk}_mean"], "*", color=color, ms=13, mec="black", mew=0.6)
-        ax.set_xlabel("knob value (s, w: guidance; ψ: truncation; T: temperature)" if xk == "knob"
+        ax.set_xlabel(knob_axis_label(table) if xk == "knob"
                       else table.label(present[xk]) + f" ({present[xk].better} is better)")
         ax.set_ylabel(table.label(present[yk]) + f" ({present[yk].better} is better)")
         ax.xaxis.set_major_locator(plt.MaxNLocator(5))  # long tick labels of a narrow range do not collide
@@ -409,7 +421,7 @@ def tradeoff_figure(table: ProtocolTable):
     ncol = min(3, max(1, len(labels)))
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     warn = "" if table.comparable else f" — ⚠ {NOT_COMPARABLE}"
-    fig.suptitle(f"Fidelity vs diversity as the knob moves (★ = unguided / untruncated / T=1) — {table.pid}{warn}",
+    fig.suptitle(f"Fidelity vs diversity as the knob moves (★ = the knob at its neutral value) — {table.pid}{warn}",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.04 + 0.035 * -(-len(labels) // ncol), 1, 0.94))
     for ax, items in notes.items():
