@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from generative_bench.reporting.collect import Collection, knob_of, measurements, setting_text
+from generative_bench.reporting.measures import MEASURES, NFE, NLL, SAMPLING_SPEED, TRAIN_STEPS, TRAIN_WALL, Measure
 
 NOT_COMPARABLE = "NOT comparable to published figures"
 
@@ -210,12 +211,11 @@ def _aggregate(rows: list[dict[str, Any]], specs: list[MetricSpec]) -> pd.DataFr
             row.update({f"{spec.key}_mean": m, f"{spec.key}_std": s, f"{spec.key}_n": n})
             row.update(_interval(grp, spec))
         row.update(_nll_summary(grp))
-        for key, col in (("images_per_s", "ips"), ("train_steps", "train_steps"), ("images_seen", "images_seen"),
-                         ("train_wall_s", "train_wall_s")):
-            m, s, n = _stats([r[key] for r in grp if r[key] is not None])
-            row.update({f"{col}_mean": m, f"{col}_std": s})
-        nfes = sorted({r["nfe"] for r in grp if r["nfe"] is not None})
-        row["nfe"] = nfes[0] if len(nfes) == 1 else (math.nan if not nfes else float(np.mean(nfes)))
+        for measure in MEASURES:
+            m, s, n = _stats([r[measure.source] for r in grp if r.get(measure.source) is not None])
+            row.update({f"{measure.key}_mean": m, f"{measure.key}_std": s})
+        nfes = sorted({r[NFE.source] for r in grp if r.get(NFE.source) is not None})
+        row[NFE.key] = nfes[0] if len(nfes) == 1 else (math.nan if not nfes else float(np.mean(nfes)))
         out.append(row)
     frame = pd.DataFrame(out)
     return frame.sort_values(["backend", "config", "budget", "nfe", "sampler"], na_position="last",
@@ -367,7 +367,7 @@ NA_NOTE = "n/a: not measured in this run."
 INTERVAL_NOTE = ("[lo, hi]: bootstrap confidence interval of a single run (the generated samples resampled with "
                  "replacement, features reused, reference fixed; bias-corrected percentile, level in the record's "
                  "protocol.bootstrap).")
-NFE_NOTE = "NFE: network evaluations per generated image, as the sampler that made them records it."
+NFE_NOTE = NFE.note
 
 
 def fmt_value(mean: float, std: float, digits: int) -> str:
@@ -440,9 +440,9 @@ def _nll_column(table: ProtocolTable, f: pd.DataFrame, notes: _Notes) -> tuple[s
     if (f["nll_status"] == "ok").any() or bounds:
         bound_note = ("NLL in bits/dim (an upper bound on the negative log-likelihood, lower is better): "
                       + ("; ".join(bounds) if bounds else "bound not recorded") + ".")
-        label = f"NLL (bits/dim) {notes.mark(bound_note)}"
+        label = f"{NLL.label} {notes.mark(bound_note)}"
     else:  # no value to explain (e.g. a GAN alone): the cells' own notes say why
-        label = "NLL (bits/dim)"
+        label = NLL.label
     best = _best(f["nll_mean"].where(f["nll_status"] == "ok"), "lower")
     cells = []
     for m, s, st, reason in zip(f["nll_mean"], f["nll_std"], f["nll_status"], f["nll_reason"]):
@@ -456,17 +456,27 @@ def _nll_column(table: ProtocolTable, f: pd.DataFrame, notes: _Notes) -> tuple[s
     return label, cells
 
 
-def _ips_column(table: ProtocolTable, f: pd.DataFrame, notes: _Notes) -> tuple[str, list[str]]:
-    ips_note = ("Sampling speed: generated images per second, sampling only"
-                + (f", on {'; '.join(table.devices)}" if table.devices else "") + ".")
-    best = _best(f["ips_mean"], "higher")
-    return f"Sampling img/s {notes.mark(ips_note)}", [
-        (f"{BOLD_OPEN}{fmt_value(m, s, 1)}{BOLD_CLOSE}" if _is_best(m, best, 1) else fmt_value(m, s, 1))
-        for m, s in zip(f["ips_mean"], f["ips_std"])]
+def _measure_column(table: ProtocolTable, f: pd.DataFrame, measure: Measure, notes: _Notes) -> tuple[str, list[str]]:
+    """A declared run-level measure (measures.py): mean ± std over seeds, best in bold where it
+    has a better direction; sampling speed names the devices it was measured on."""
+    note = measure.note
+    if measure is SAMPLING_SPEED:
+        note += (f", on {'; '.join(table.devices)}" if table.devices else "") + "."
+    label = measure.label + (f" {notes.mark(note)}" if note else "")
+    scale = 1 / 60 if measure.minutes else 1
+    best = _best(f[f"{measure.key}_mean"], measure.better)
+    cells = []
+    for m, s in zip(f[f"{measure.key}_mean"], f[f"{measure.key}_std"]):
+        if not measure.better and not measure.minutes:  # counts
+            cells.append(_fmt_count(m))
+            continue
+        text = fmt_value(m * scale, s * scale if s == s else s, measure.digits)
+        cells.append(f"{BOLD_OPEN}{text}{BOLD_CLOSE}" if _is_best(m, best, measure.digits) else text)
+    return label, cells
 
 
 def _nfe_column(f: pd.DataFrame, notes: _Notes) -> tuple[str, list[str]]:
-    return f"NFE {notes.mark(NFE_NOTE)}", [_fmt_count(v) for v in f["nfe"]]
+    return f"{NFE.label} {notes.mark(NFE.note)}", [_fmt_count(v) for v in f[NFE.key]]
 
 
 def display_frame(table: ProtocolTable, frame: pd.DataFrame | None = None, compact: bool = False) -> Display:
@@ -503,14 +513,12 @@ def display_frame(table: ProtocolTable, frame: pd.DataFrame | None = None, compa
     nll = _nll_column(table, f, notes)
     if nll:
         cols[nll[0]] = nll[1]
-    label, cells = _ips_column(table, f, notes)
-    cols[label] = cells
-    label, cells = _nfe_column(f, notes)
-    cols[label] = cells
-    cols["Train steps"] = [_fmt_count(v) for v in f["train_steps_mean"]]
-    cols["Images seen"] = [_fmt_count(v) for v in f["images_seen_mean"]]
-    cols["Train wall (min)"] = [fmt_value(m / 60, s / 60 if s == s else s, 1) for m, s in
-                                zip(f["train_wall_s_mean"], f["train_wall_s_std"])]
+    for measure in MEASURES:
+        label, cells = _measure_column(table, f, measure, notes)
+        cols[label] = cells
+        if measure is SAMPLING_SPEED:  # NFE beside the speed it explains
+            label, cells = _nfe_column(f, notes)
+            cols[label] = cells
     if not compact or varies("comparable"):
         cols["Comparable"] = ["yes" if c else "NO ⚠" for c in f["comparable"]]
     if not table.comparable and not compact:
@@ -607,10 +615,10 @@ def _compute_cell(row: pd.Series) -> str:
     """Training compute of a row: steps × batch size, or wall minutes under a time budget."""
     budget = json.loads(row["budget_json"]) if row.get("budget_json") else {}
     if budget.get("max_minutes") is not None:
-        m, s = row["train_wall_s_mean"], row["train_wall_s_std"]
+        m, s = row[f"{TRAIN_WALL.key}_mean"], row[f"{TRAIN_WALL.key}_std"]
         text = fmt_value(m / 60, s / 60 if s == s else s, 1)
         return text if text == "n/a" else f"{text} min"
-    steps = row["train_steps_mean"]
+    steps = row[f"{TRAIN_STEPS.key}_mean"]
     if steps is None or not math.isfinite(steps):
         return "n/a"
     batch = budget.get("batch_size")
@@ -645,7 +653,7 @@ def headline_display(h: Headline) -> Display:
         cols[nll[0]] = nll[1]
     label, cells = _nfe_column(f, notes)
     cols[label] = cells
-    label, cells = _ips_column(table, f, notes)
+    label, cells = _measure_column(table, f, SAMPLING_SPEED, notes)
     cols[label] = cells
     cols[f"Training {notes.mark(_compute_note(h))}"] = [_compute_cell(r) for _, r in f.iterrows()]
     notes.append(values_note(table, h.metrics, nll=bool(nll)))
@@ -666,8 +674,8 @@ def headline_criteria(h: Headline) -> list[tuple[str, pd.Series, str, int]]:
     f, table = h.frame, h.table
     out = [(_prose(table.label(s)), f[f"{s.key}_mean"], s.better, s.digits) for s in h.metrics]
     if (f["nll_status"] == "ok").any():
-        out.append(("NLL", f["nll_mean"].where(f["nll_status"] == "ok"), "lower", 3))
-    out.append(("sampling speed", f["ips_mean"], "higher", 1))
+        out.append((NLL.prose, f["nll_mean"].where(f["nll_status"] == "ok"), NLL.better, NLL.digits))
+    out += [(m.prose, f[f"{m.key}_mean"], m.better, m.digits) for m in MEASURES if m.better]
     return out
 
 

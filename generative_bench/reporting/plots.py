@@ -37,6 +37,7 @@ from generative_bench.reporting.collect import contained_path
 from generative_bench.reporting.leaderboard import (NOT_COMPARABLE, Headline, Leaderboard, ProtocolTable,
                                                     backend_display_name, headline, metric_specs, quality_spec,
                                                     short_setting)
+from generative_bench.reporting.measures import NFE, SAMPLING_SPEED
 
 _LOG_SKIP = {"step", "images_seen", "wall_s", "lr", "images_per_s", "epoch"}
 _D_OUTPUTS = ("d_real", "d_fake")
@@ -245,27 +246,29 @@ def _lines(table: ProtocolTable):
 
 
 def plot_quality_speed(table: ProtocolTable, out: Path) -> Path | None:
-    """Quality and sampling images/s against network evaluations per image."""
+    """Quality and sampling speed (measures.SAMPLING_SPEED) against network evaluations per image."""
     spec = quality_metric(table)
     f = table.frame
-    if f["nfe"].notna().sum() == 0 or (spec is None and f["ips_mean"].notna().sum() == 0):
+    speed, nfe = SAMPLING_SPEED.key, NFE.key
+    if f[nfe].notna().sum() == 0 or (spec is None and f[f"{speed}_mean"].notna().sum() == 0):
         return None
     plt = _plt()
-    panels = ([spec.key] if spec is not None else []) + ["ips"]
+    panels = ([spec.key] if spec is not None else []) + [speed]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for label, grp, look in _lines(table):
-            g = grp[grp["nfe"].notna() & grp[f"{key}_mean"].notna()]
+            g = grp[grp[nfe].notna() & grp[f"{key}_mean"].notna()]
             if g.empty:
                 continue
             err = g[f"{key}_std"].fillna(0).to_numpy()
-            ax.errorbar(g["nfe"], g[f"{key}_mean"], yerr=err, fmt="o" if len(g) > 1 else "s", capsize=3, ms=6,
+            ax.errorbar(g[nfe], g[f"{key}_mean"], yerr=err, fmt="o" if len(g) > 1 else "s", capsize=3, ms=6,
                         label=label, color=look["color"], linestyle=look["linestyle"] if len(g) > 1 else "none")
         ax.set_xlabel("network evaluations per image (NFE)")
-        ax.set_ylabel(table.label(spec) if key != "ips" else "sampling images / s")
-        if f["nfe"].max() / max(f["nfe"].min(), 1) > 10:
+        ax.set_ylabel(table.label(spec) if key != speed else "sampling images / s")
+        if f[nfe].max() / max(f[nfe].min(), 1) > 10:
             ax.set_xscale("log")
-        if key == "ips" and (f["ips_mean"].dropna() > 0).all() and len(f["ips_mean"].dropna()) > 1:
+        values = f[f"{key}_mean"].dropna()
+        if key == speed and (values > 0).all() and len(values) > 1:
             ax.set_yscale("log")
         if spec is not None and key == spec.key and spec.better:
             ax.set_title(f"{table.label(spec)} ({spec.better} is better)", fontsize=9)

@@ -34,6 +34,7 @@ from generative_bench.reporting.leaderboard import (BOLD_CLOSE, BOLD_OPEN, NOT_C
                                                     ProtocolTable, clean_reasons, display_frame,
                                                     fingerprint_items, fingerprint_summary, headline,
                                                     headline_display)
+from generative_bench.reporting.measures import MEASURES, NFE, SAMPLING_SPEED
 
 
 def banner(board: Leaderboard) -> str | None:
@@ -264,10 +265,13 @@ def to_csv_text(board: Leaderboard) -> str:
             row["nll_bpd_std"] = r["nll_std"] if r["nll_status"] == "ok" else None
             row["nll_note"] = {"ok": "; ".join(r["nll_bounds"]), "undefined": r["nll_reason"],
                                "missing": "not measured"}[r["nll_status"]]
-            row.update({"sample_images_per_s_mean": r["ips_mean"], "sample_images_per_s_std": r["ips_std"],
-                        "nfe": r["nfe"], "train_steps_mean": r["train_steps_mean"],
-                        "images_seen_mean": r["images_seen_mean"], "train_wall_s_mean": r["train_wall_s_mean"],
-                        "train_wall_s_std": r["train_wall_s_std"], "run_dirs": " ".join(r["run_dirs"])})
+            for m in MEASURES:
+                row[f"{m.csv}_mean"] = r[f"{m.key}_mean"]
+                if m.better or m.minutes:  # counts have no spread worth a column
+                    row[f"{m.csv}_std"] = r[f"{m.key}_std"]
+                if m is SAMPLING_SPEED:
+                    row[NFE.csv] = r[NFE.key]
+            row["run_dirs"] = " ".join(r["run_dirs"])
             rows.append(row)
     head = []
     b = banner(board)
@@ -421,10 +425,9 @@ def _row_json(table: ProtocolTable, r: pd.Series) -> dict:
                               "scale": s.scale} for s in table.metrics}
     row["nll_bpd"] = {"status": r["nll_status"], "mean": r["nll_mean"], "std": r["nll_std"],
                       "reason": r["nll_reason"], "bounds": list(r["nll_bounds"])}
-    row["sample_images_per_s"] = {"mean": r["ips_mean"], "std": r["ips_std"]}
-    row["train"] = {"steps_mean": r["train_steps_mean"], "images_seen_mean": r["images_seen_mean"],
-                    "wall_s_mean": r["train_wall_s_mean"], "wall_s_std": r["train_wall_s_std"],
-                    "budget": json.loads(r["budget_json"]) if r["budget_json"] else {}}
+    row["measures"] = {m.csv: {"label": m.label, "better": m.better, "mean": r[f"{m.key}_mean"],
+                               "std": r[f"{m.key}_std"]} for m in MEASURES}
+    row["budget_settings"] = json.loads(r["budget_json"]) if r["budget_json"] else {}
     row["run_dirs"] = [os.path.basename(d) for d in r["run_dirs"]]
     return row
 
