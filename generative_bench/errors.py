@@ -39,3 +39,8 @@ class WeightsUnavailableError(GBenchError, RuntimeError):
     """Pretrained weights could not be found or downloaded; the message says how to provide them."""
 
     exit_code = 4
+
+
+class NotComparableWarning(UserWarning):
+    """The evaluation goes on with something that makes its numbers NOT comparable to published
+    figures (random-init feature weights when the real ones cannot be found)."""

@@ -28,6 +28,7 @@ from generative_bench.data.loading import BatchStream, load_split
 from generative_bench.errors import InputError
 from generative_bench.evaluation.harness import NOT_COMPARABLE, Evaluator, knob_record, samples_tag, save_grid, save_samples_npz, settings_tag
 from generative_bench.sampler import DEFAULT_CHUNK, SampleBatch
+from generative_bench.progress import Progress
 from generative_bench.records import RunRecord
 from generative_bench.training.checkpoint import load_checkpoint
 from generative_bench.training.trainer import Trainer
@@ -139,15 +140,15 @@ def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.devi
     bpd, terms, bound = [], {}, None
     bs = int(opts.batch_size)
     model_opts = _plain(cfg.model.get("nll", {})) or {}
-    from tqdm.auto import tqdm
-
     labels = torch.as_tensor(split.labels).long() if backend.conditional else None
-    for i in tqdm(range(0, len(split.x), bs), desc="nll", unit="batch", disable=None, leave=False):
-        x = to_model_space(split.x[i:i + bs].to(device))
-        y = None if labels is None else labels[i:i + bs].to(device)
-        res = backend.nll(x, generator=g, labels=y, **model_opts)
-        bpd.append(res.bpd.double().cpu())
-        bound = res.bound
+    with Progress(len(split.x), f"nll {cfg.model.name}", unit="examples") as bar:
+        for i in range(0, len(split.x), bs):
+            x = to_model_space(split.x[i:i + bs].to(device))
+            y = None if labels is None else labels[i:i + bs].to(device)
+            res = backend.nll(x, generator=g, labels=y, **model_opts)
+            bpd.append(res.bpd.double().cpu())
+            bound = res.bound
+            bar.update(len(x))
         for k, v in res.terms.items():
             terms.setdefault(k, []).append(v.double().cpu())
     bpd_all = torch.cat(bpd)
@@ -238,13 +239,13 @@ def console_line(name: str, entry: dict[str, Any]) -> str:
     from generative_bench.evaluation.domain.naming import metric_label
     from generative_bench.evaluation.schema import output
 
-    def name(key: str) -> str:  # the report's column name: FD_<extractor> in a domain space, else the label
+    def report_name(key: str) -> str:  # the report's column name: FD_<extractor> in a domain space, else the label
         label = metric_label(features, key)
         declared = output(key)
         return declared.label if label == key and declared is not None and declared.shown else label
 
     features = (entry.get("protocol") or {}).get("features") or {}
-    shown = {name(k): round(v, 4) if isinstance(v, float) else v
+    shown = {report_name(k): round(v, 4) if isinstance(v, float) else v
              for k, v in entry["metrics"].items() if not isinstance(v, (list, dict))}
     flag = "" if entry.get("comparable", True) else f" [{NOT_COMPARABLE}]"
     return f"{name} {settings_tag(entry['sampler']['settings'])}: {shown}{flag}"
@@ -281,11 +282,12 @@ def sample(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devi
     settings = backend.resolve_settings(**sampling_settings(cfg, False)[0])
     n, bs, seed = int(cfg.eval.num_samples), int(cfg.eval.batch_size), int(cfg.seed)
     chunk = int(cfg.eval.get("chunk", DEFAULT_CHUNK))
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
-    parts = [backend.draw(s, min(n, s + bs), seed, settings, chunk=chunk)
-             for s in tqdm(range(0, n, bs), desc="sample", unit="batch", leave=False, disable=None)]
+    parts = []
+    with Progress(n, f"sample {cfg.model.name}", unit="samples") as bar:
+        for s in range(0, n, bs):
+            parts.append(backend.draw(s, min(n, s + bs), seed, settings, chunk=chunk))
+            bar.update(len(parts[-1].images))
     batch = SampleBatch.concat(parts)
     dt = time.perf_counter() - t0
     tag = samples_tag(settings, n, seed)

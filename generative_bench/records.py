@@ -163,8 +163,14 @@ class RunRecord:
         self.save()
 
     def add_evaluation(self, entry: dict[str, Any]) -> None:
-        """Add (or replace, for the same sampler settings) one evaluation entry."""
-        evals = [e for e in self.data.get("evaluations", []) if e.get("sampler") != entry.get("sampler")]
+        """Add one evaluation entry; it replaces an earlier one only when both have the same sampler
+        settings and the same protocol (reference, feature space, sample count, metric settings).
+        Scoring the same samples under another protocol (another reference file, say) adds an entry
+        beside the earlier one, which is never lost."""
+        def same(e: dict[str, Any]) -> bool:
+            return all(e.get(k) == entry.get(k) for k in ("sampler", "protocol", "num_samples"))
+
+        evals = [e for e in self.data.get("evaluations", []) if not same(e)]
         evals.append(entry)
         self.data["evaluations"] = evals
         self.save()

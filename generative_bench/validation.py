@@ -108,13 +108,26 @@ def _train(p: Problems, cfg: DictConfig, max_examples: int | None) -> None:
 
 
 def _two_stage_budget(p: Problems, cfg: DictConfig) -> None:
-    """A two-stage model (latent diffusion) must train past its first stage, else its denoiser is never trained."""
+    """A two-stage model (latent diffusion) must train past its first stage, else its denoiser is
+    never trained. Budgets end training at whichever comes first, so the step budgets (max_steps,
+    max_images / batch_size) bound the end whatever else is set (max_minutes can only end it sooner)."""
     stage1 = (cfg.get("model") or {}).get("backend", {}).get("stage1_steps")
-    steps = cfg.train.get("max_steps")
-    if _is_int(stage1) and _is_int(steps) and cfg.train.get("max_images") is None \
-            and cfg.train.get("max_minutes") is None and int(steps) <= int(stage1):
-        p.add(f"train.max_steps={steps} ends within the first stage (model.backend.stage1_steps={stage1}): the "
-              f"diffusion model would never train; raise train.max_steps above {stage1} or lower stage1_steps")
+    if not _is_int(stage1):
+        return
+    steps, images, batch = cfg.train.get("max_steps"), cfg.train.get("max_images"), cfg.train.get("batch_size")
+    limits = []
+    if _is_int(steps):
+        limits.append((int(steps), f"train.max_steps={steps}", f"raise train.max_steps above {stage1}"))
+    if _is_int(images) and _is_int(batch) and int(batch) > 0:
+        end = -(-int(images) // int(batch))
+        limits.append((end, f"train.max_images={images} (= {end} steps of batch {batch})",
+                       f"raise train.max_images above {int(stage1) * int(batch)}"))
+    if not limits:
+        return
+    end, what, fix = min(limits)
+    if end <= int(stage1):
+        p.add(f"{what} ends within the first stage (model.backend.stage1_steps={stage1}): the diffusion model "
+              f"would never train; {fix} or lower stage1_steps")
 
 
 def _data(p: Problems, cfg: DictConfig) -> int | None:
@@ -222,6 +235,11 @@ def _eval(p: Problems, cfg: DictConfig) -> None:
                   "(gbench reference ... --format guided-diffusion --out FILE)")
     names = kept
     if image and _positive_int(p, "eval.bootstrap", e.get("bootstrap", 0), minimum=0):
+        from generative_bench.evaluation.bootstrap import MAX_REPLICATES
+
+        if int(e.get("bootstrap", 0)) > MAX_REPLICATES:
+            p.add(f"eval.bootstrap={int(e.bootstrap)} replicates is more than {MAX_REPLICATES:,} (each recomputes "
+                  "every metric; a 95% interval is stable at 1,000-2,000): lower eval.bootstrap")
         _number(p, "eval.bootstrap_level", e.get("bootstrap_level", 0.95), lo=0, hi=1, lo_open=True, hi_open=True)
     # every selected metric's declared options: types and choices (evaluation/suite.py declares them)
     options, wrong = {}, False

@@ -58,6 +58,7 @@ def test_console_lines_use_the_reports_metric_names_and_say_not_comparable():
              "protocol": {"features": {"kind": "domain", "name": "cifar10-resnet"}},
              "metrics": {"fid": 790.1234567, "precision": 0.5, "fid_per_class": [1.0, 2.0]}}
     line = console_line("ddpm", entry)
+    assert line.startswith("ddpm ")  # the run's name leads the line
     assert "FD_cifar10-resnet" in line and "'fid'" not in line and "precision_cifar10-resnet" in line
     assert line.endswith("[NOT comparable to published figures]")
     inception = {**entry, "comparable": True, "protocol": {"features": {"kind": "inception"}}}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 VERBS = {"run": "pipeline", "train": "train", "sample": "sample", "evaluate": "evaluate",
          "train-extractor": "train_extractor", "reference": "reference"}
@@ -117,7 +118,7 @@ def precheck(args: list[str]) -> None:
         if "Could not find" in head and options:
             head += "; available: " + ", ".join(ln.strip() for ln in options if " " not in ln.strip())
         elif len(lines) > 1 and lines[1].startswith("To append"):
-            head += " " + lines[1]
+            head = typo_message(head, lines[1], overrides)
         print(f"gbench: error: {head}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
@@ -131,6 +132,53 @@ def precheck(args: list[str]) -> None:
         print(f"gbench: error: paths.runs_dir={runs!r} is a file, not a folder: remove it or choose another folder "
               "(paths.runs_dir=DIR or GBENCH_HOME=DIR)", file=sys.stderr)
         raise SystemExit(5)
+
+
+def config_keys(overrides: list[str]) -> list[str]:
+    """Every dotted key of the config composed with ``overrides`` (leaves and mappings)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for k in node.keys():
+            name = f"{prefix}.{k}" if prefix else str(k)
+            keys.append(name)
+            child = OmegaConf.select(node, str(k), throw_on_missing=False) if isinstance(node, DictConfig) else None
+            if isinstance(child, DictConfig):
+                walk(child, name)
+
+    walk(cfg, "")
+    return keys
+
+
+def typo_message(head: str, append_advice: str, overrides: list[str]) -> str:
+    """``Could not override 'trian.max_steps'`` as the closest valid keys; Hydra's advice to append
+    (``+key=value``) only when no existing key is close, i.e. when a new key is what was meant."""
+    import difflib
+    import re
+
+    found = re.search(r"Could not override '([^']+)'", head)
+    if not found:
+        return f"{head} {append_advice}"
+    key = found.group(1)
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    close = difflib.get_close_matches(key, config_keys(rest), n=3, cutoff=0.75)
+    if not close:
+        return f"{key} is not a key of the config. {append_advice}"
+    return (f"{key} is not a key of the config; did you mean {close[0]}?"
+            + (f" (other close keys: {', '.join(close[1:])})" if close[1:] else "")
+            + f" To add {key} as a new key instead, prefix it with +")
 
 
 def sweep_jobs(params: list[str], overrides: list[str]) -> list[list[str]]:

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,28 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return str(err), err.exit_code
     return (f"{type(exc).__name__}: {exc} (an unexpected error: rerun with --debug for the traceback and "
             "report it)"), 1
+
+
+def one_line_warnings() -> None:
+    """The project's own warnings (NotComparableWarning, MetricWarning) as one ``gbench: warning:``
+    line each on stderr, without the source line Python's default format adds; others unchanged."""
+    import warnings
+
+    from generative_bench.errors import NotComparableWarning
+    from generative_bench.evaluation.metrics._checks import MetricWarning
+
+    default = warnings.showwarning
+    if getattr(default, "__gbench__", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (NotComparableWarning, MetricWarning)):
+            print(f"gbench: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.__gbench__ = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def set_threads(cfg: DictConfig, multirun: bool) -> int:
@@ -141,6 +164,7 @@ def _run_job(cfg: DictConfig) -> str:
     multirun = hc.mode == RunMode.MULTIRUN
     if multirun:
         stop_with_parent()
+    one_line_warnings()
     try:
         load_plugins()  # a sweep worker is a fresh process: the plugins' declarations first
         OmegaConf.resolve(cfg)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from generative_bench.data.arrays import check_image_array, check_labels
 from generative_bench.errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -155,25 +156,20 @@ def load_npz_images(path: str | os.PathLike, key: str = "arr_0") -> tuple[np.nda
     try:
         with np.load(path, allow_pickle=False) as f:
             if key not in f.files:
-                raise InputError(f"{str(path)!r} has no array {key!r} (found {f.files}); save samples as arr_0")
+                raise InputError(f"{str(path)!r} has no array {key!r} (found {f.files}); save the images as {key} "
+                                 f"(np.savez(path, {key}=images))")
             arr = f[key]
             labels = f["arr_1"] if "arr_1" in f.files and key == "arr_0" else None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         if isinstance(e, InputError):
             raise
+        if "allow_pickle" in str(e):
+            raise InputError(f"{str(path)!r} holds an object array (pickled Python objects), which is never "
+                             "unpickled here; save the images as a uint8 array (and labels as integers)") from None
         raise InputError(f"{str(path)!r} is not a readable npz file ({e}); re-create or re-download it") from e
-    if arr.dtype != np.uint8:
-        raise InputError(
-            f"{str(path)!r}:{key} has dtype {arr.dtype}; expected uint8 NHWC images "
-            "(convert with np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8))"
-        )
-    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
-        raise InputError(f"{str(path)!r}:{key} has shape {arr.shape}; expected (N, H, W, 3) uint8 NHWC")
+    check_image_array(arr, f"{str(path)!r}:{key}")
     if labels is not None:
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or len(labels) != len(arr) or not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(f"{str(path)!r}: arr_1 must hold one integer class label per image of arr_0 (got dtype "
-                             f"{labels.dtype}, shape {labels.shape} for {len(arr)} images); fix or drop arr_1")
+        labels = check_labels(labels, len(arr), f"{str(path)!r}:arr_1")
     return arr, labels
 
 

@@ -32,10 +32,31 @@ METHOD = ("bias-corrected percentile bootstrap over the generated samples (drawn
           "reference fixed)")
 
 
-def replicate_indices(n: int, replicates: int, seed: int) -> list[np.ndarray]:
-    """B index vectors of length n drawn with replacement, from a generator seeded by ``seed``."""
-    rng = np.random.default_rng([int(seed), 0xB007])
-    return [rng.integers(0, n, n) for _ in range(int(replicates))]
+#: the most replicates ``eval.bootstrap`` may ask for (a 95% percentile interval is stable at 1,000-2,000)
+MAX_REPLICATES = 10_000
+
+
+class ReplicateIndices:
+    """B index vectors of length n drawn with replacement, from a generator seeded by ``seed``.
+
+    Re-iterable and lazy: each pass regenerates the same vectors from the seed, so memory is one
+    vector (8 n bytes), not B of them, and every metric sees the same resamples."""
+
+    def __init__(self, n: int, replicates: int, seed: int):
+        self.n, self.replicates, self.seed = int(n), int(replicates), int(seed)
+
+    def __len__(self) -> int:
+        return self.replicates
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, 0xB007])
+        for _ in range(self.replicates):
+            yield rng.integers(0, self.n, self.n)
+
+
+def replicate_indices(n: int, replicates: int, seed: int) -> ReplicateIndices:
+    """The B resamples of n generated samples (see :class:`ReplicateIndices`)."""
+    return ReplicateIndices(n, replicates, seed)
 
 
 def resampled_inputs(inputs: MetricInputs, idx: np.ndarray) -> MetricInputs:
@@ -95,4 +116,4 @@ def intervals(metrics: list[Metric], inputs: MetricInputs, values: dict[str, Any
     return out, protocol
 
 
-__all__ = ["intervals", "percentile_interval", "replicate_indices", "resampled_inputs"]
+__all__ = ["MAX_REPLICATES", "ReplicateIndices", "intervals", "percentile_interval", "replicate_indices", "resampled_inputs"]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from generative_bench.data.codec import check_uint8_images
-from generative_bench.errors import InputError, WeightsUnavailableError
+from generative_bench.errors import InputError, NotComparableWarning, WeightsUnavailableError
 from generative_bench.evaluation import inception as inc
 from generative_bench.evaluation import weights as wts
 from generative_bench.io import atomic_write
@@ -269,7 +269,10 @@ class InceptionFeatures(FeatureExtractor):
             except WeightsUnavailableError as e:
                 if named:  # a file the user named is wrong or missing: an error, never a silent fallback
                     raise
-                warnings.warn(f"{e} -- using a {RANDOM_INIT_WARNING}", stacklevel=2)
+                warnings.warn(f"the FID Inception weights ({wts.FILENAME}, sha256 {wts.KNOWN_SHA256[:12]}...) are not in "
+                              f"{wts.cache_dir()} and could not be downloaded: using a {RANDOM_INIT_WARNING}; "
+                              f"set {wts.ENV_WEIGHTS}=PATH to the file (eval.features.pretrained=true makes this an "
+                              "error)", NotComparableWarning, stacklevel=2)
         elif pretrained:
             path, self.file_sha256 = wts.resolve_inception_weights(weights, download=download)
         self.pretrained = path is not None

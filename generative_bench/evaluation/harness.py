@@ -113,6 +113,24 @@ def knob_record(sampler, settings: dict[str, Any]) -> dict[str, Any]:
             for k, v0 in sampler.knobs().items()}
 
 
+#: the largest share of held-out images that may be exact copies of training images (in features)
+HELD_OUT_OVERLAP = 0.01
+
+
+def check_held_out(train: np.ndarray, heldout: np.ndarray, split: str, data: Any = None) -> None:
+    """The memorization baseline needs images the model never saw: refuse a held-out split whose
+    features repeat training rows exactly (a data source without that split, which serves the
+    training files for it, or a split that overlaps training), beyond :data:`HELD_OUT_OVERLAP`."""
+    train_rows = {np.ascontiguousarray(r).tobytes() for r in np.asarray(train)}
+    held = np.asarray(heldout)
+    shared = sum(np.ascontiguousarray(r).tobytes() in train_rows for r in held)
+    if len(held) and shared > HELD_OUT_OVERLAP * len(held):
+        raise InputError(f"the held-out '{split}' images of data={data} are training images ({shared} of {len(held)} "
+                         f"repeat a training image exactly): this data has no separate '{split}' split, so "
+                         "memorization cannot be measured; give it one (data.source.test_path=FILE.npz, or a "
+                         f"<root>/{split}/ folder) or remove memorization from eval.metrics")
+
+
 class Evaluator:
     """Scores samplers against one reference set with one feature extractor (both cached)."""
 
@@ -163,7 +181,8 @@ class Evaluator:
         from generative_bench.evaluation.reference import ReferenceCache
 
         key = {**desc, "extractor": self.extractor.describe()}
-        feats = ReferenceCache(self._cache_root()).get_or_compute(key, lambda: self._features_of(split.x))
+        feats = ReferenceCache(self._cache_root()).get_or_compute(
+            key, lambda: self._features_of(split.x, f"reference {desc.get('name', '')} {split_name}".replace("  ", " ")))
         arrays = {k: feats[k] for k in feats.keys()}
         arrays["labels"] = np.asarray(split.labels)
         return {**desc, "cache_key": ReferenceCache.key_hash(key)}, arrays
@@ -171,12 +190,32 @@ class Evaluator:
     def _cache_root(self) -> Path | None:
         return (self.cache_dir / "reference") if self.cache_dir else None
 
-    def _features_of(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        """Features of in-memory uint8 NCHW images, in batches of eval.features.batch_size (sharded)."""
+    def _features_of(self, x: torch.Tensor, what: str = "reference") -> dict[str, np.ndarray]:
+        """Features of in-memory uint8 NCHW images, in batches of eval.features.batch_size (sharded),
+        with progress (a bar on a terminal, a log line every few seconds otherwise, and how long it
+        will take when that is minutes: :mod:`generative_bench.progress`)."""
+        from generative_bench.progress import Progress
+
         bs = int(self.cfg.features.get("batch_size", 100))
         nb = -(-len(x) // bs)
-        local = {b: self._features([x[b * bs:(b + 1) * bs]]) for b in distributed.my_batches(nb)}
+        mine = list(distributed.my_batches(nb))
+        local = {}
+        with Progress(sum(min(bs, len(x) - b * bs) for b in mine), f"{what} features ({getattr(self.extractor, 'name', 'extractor')})",
+                      enabled=distributed.info().is_main and self.progress is not False,
+                      advice=self.faster_reference_advice(len(x))) as bar:
+            for b in mine:
+                local[b] = self._features([x[b * bs:(b + 1) * bs]])
+                bar.update(min(bs, len(x) - b * bs))
         return concat_features(distributed.gather_batches(local, nb))
+
+    def faster_reference_advice(self, count: int) -> str:
+        """What makes a long reference pass shorter (said once, when it will take minutes)."""
+        tips = ["it is cached afterwards (one pass per reference, extractor and resize)"]
+        if self.cfg.get("reference_subset") is None and count > 10_000:
+            tips.append("eval.reference_subset=10000 scores against a class-balanced subset")
+        if self.extractor.describe().get("kind") != "domain" and self.device.type == "cpu":
+            tips.append("a GPU, or a domain feature space (eval/features=cifar10_resnet for CIFAR-10), is much faster")
+        return "; ".join(tips)
 
     def _file_reference(self, path: str):
         """A reference file (pytorch-fid stats, guided-diffusion batch or the suite's cache):
@@ -202,7 +241,8 @@ class Evaluator:
                                  f"reference's size (data.shape={list(images.shape[1:])}) or use a reference of theirs")
             key = {"dataset": f"file-{rf.path.stem}", "split": "reference-file", "file_sha256": rf.sha256,
                    "count": int(len(images)), "extractor": ext_desc}
-            feats = ReferenceCache(self._cache_root()).get_or_compute(key, lambda: self._features_of(images))
+            feats = ReferenceCache(self._cache_root()).get_or_compute(
+                key, lambda: self._features_of(images, f"reference file {rf.path.name}"))
             for k in feats.keys():
                 if k not in ("mu", "sigma", "mu_s", "sigma_s"):
                     arrays[k] = feats[k]
@@ -240,23 +280,26 @@ class Evaluator:
         settings = sampler.resolve_settings(**(settings or {}))
         sampler.check_count(n)
         self.check_shape(sampler)
+        self.check_labels(sampler, name)
         num_batches = -(-n // bs)
         ref_desc, ref = self.reference()
         chosen, notes = self._select_metrics(ref) if self.is_image else ([], [])
-        from tqdm.auto import tqdm
+        from generative_bench.progress import Progress
 
         local: dict[int, tuple] = {}
         t_sample = features_s = 0.0
-        mine = distributed.my_batches(num_batches)
-        for b in tqdm(mine, desc=f"sample+features {name or ''}".strip(), unit="batch", leave=False,
-                      disable=None if distributed.info().is_main and self.progress is not False else True):
-            t0 = time.perf_counter()
-            batch = sampler.draw(b * bs, min(n, (b + 1) * bs), self.seed, settings, chunk=self.chunk)
-            t1 = time.perf_counter()
-            feats = self._features([batch.images]) if self.is_image else None
-            features_s += time.perf_counter() - t1
-            t_sample += t1 - t0
-            local[b] = (batch, feats)
+        mine = list(distributed.my_batches(num_batches))
+        with Progress(sum(min(bs, n - b * bs) for b in mine), f"sample+features {name or ''}".strip(),
+                      unit="samples", enabled=distributed.info().is_main and self.progress is not False) as bar:
+            for b in mine:
+                t0 = time.perf_counter()
+                batch = sampler.draw(b * bs, min(n, (b + 1) * bs), self.seed, settings, chunk=self.chunk)
+                t1 = time.perf_counter()
+                feats = self._features([batch.images]) if self.is_image else None
+                features_s += time.perf_counter() - t1
+                t_sample += t1 - t0
+                local[b] = (batch, feats)
+                bar.update(len(batch.images))
         parts = distributed.gather_batches(local, num_batches)
         samples = SampleBatch.concat(p[0] for p in parts)
         times = distributed.gather_objects((t_sample, features_s))
@@ -329,6 +372,17 @@ class Evaluator:
         fix = self._reference_file.fix_for if self._reference_file is not None else None
         return metric_selection.select(self.cfg, provided, set(ref.keys()), ext.describe(), reference_fix=fix)
 
+    def check_labels(self, sampler, name: str | None = None) -> None:
+        """The class labels a fixed sample set carries (an npz's ``arr_1``) lie in [0, data.num_classes)
+        when the data declares its classes: checked before any sampling or feature work."""
+        labels = getattr(sampler, "labels", None)
+        if labels is None:
+            return
+        from generative_bench.data.arrays import check_labels
+
+        where = f"the labels of {name or getattr(sampler, 'name', 'the samples')} (arr_1)"
+        check_labels(labels, len(labels), where, self.data_cfg.get("num_classes"))
+
     def memorization_sets(self) -> dict[str, Any]:
         """Training-set and held-out features for the memorization checks (both cached on disk):
         the training split (the reference when it is the training split) and ``eval.memorization_split``."""
@@ -340,6 +394,7 @@ class Evaluator:
         if held == "train":
             raise InputError("eval.memorization_split=train: the held-out images must not be training images; use test")
         held_desc, heldout = self.split_reference(held, self.cfg.get("memorization_heldout_subset"))
+        check_held_out(train["pool"], heldout["pool"], held, self.data_cfg.get("name"))
         return {"train": train["pool"], "heldout": heldout["pool"],
                 "train_set": {k: v for k, v in train_desc.items() if k != "cache_key"},
                 "heldout_set": {k: v for k, v in held_desc.items() if k != "cache_key"}}

@@ -68,7 +68,7 @@ class ReferenceFile:
     def fix_for(self, missing: str) -> str:
         """How to get a file that holds ``missing`` (an array key of the reference)."""
         if missing in ("pool", "labels"):
-            what = "reference features" if missing == "pool" else "the reference images' class labels"
+            what = "reference features" if missing == "pool" else "class labels for its images"
             return (f"{self.path.name} ({self.format} format) holds no {what}; score against a guided-diffusion "
                     "reference batch (its images give the features) or the suite's own cache, or leave the split "
                     f"reference (unset eval.reference.file); {WRITE_HINT}")
@@ -140,10 +140,10 @@ def read_reference_file(path: str | os.PathLike) -> ReferenceFile:
     arrays = load_reference_npz(path, include_images=True)
     meta = _read_meta(path)
     with np.load(path, allow_pickle=False) as z:
-        if "arr_1" in z.files and "images" in arrays:
-            labels = z["arr_1"]
-            if labels.ndim == 1 and len(labels) == len(arrays["images"]) and np.issubdtype(labels.dtype, np.integer):
-                arrays["labels"] = labels.astype(np.int64)
+        if "arr_1" in z.files and "images" in arrays:  # guided-diffusion's class labels: checked, never dropped
+            from generative_bench.data.arrays import check_labels
+
+            arrays["labels"] = check_labels(z["arr_1"], len(arrays["images"]), f"{path.name}:arr_1")
     if "images" in arrays:
         fmt = "guided-diffusion"
     elif "pool" in arrays:
@@ -153,11 +153,24 @@ def read_reference_file(path: str | os.PathLike) -> ReferenceFile:
     return ReferenceFile(path, _file_sha256(path), fmt, arrays, meta)
 
 
+#: the resize of a fingerprint that names none: files written before resize modes were recorded
+#: were all made with the TF-1 bilinear resize of the FID Inception network
+LEGACY_RESIZE = "tf1_bilinear"
+
+
+def fingerprint_value(fingerprint: Mapping[str, Any], key: str) -> Any:
+    """A fingerprint field as compared: an unrecorded resize is the one such files were made with."""
+    value = fingerprint.get(key)
+    return (value or LEGACY_RESIZE) if key == "resize" else value
+
+
 def check_feature_space(ref: ReferenceFile, extractor: Mapping[str, Any]) -> None:
     """A reference made in another feature space is an error naming the fix.
 
     The pool dimension must be the extractor's; when the file carries a fingerprint (files this
-    suite writes, cache entries) the extractor name, weights sha256 and resize mode must match."""
+    suite writes, cache entries) the extractor name, weights sha256 and resize mode must match, a
+    file that records no resize counting as :data:`LEGACY_RESIZE` (so it is refused for a
+    clean_bicubic evaluation)."""
     dims = dict(extractor.get("dims") or {})
     name = extractor.get("name")
     for key, feat in (("mu", "pool"), ("mu_s", "spatial")):
@@ -168,9 +181,8 @@ def check_feature_space(ref: ReferenceFile, extractor: Mapping[str, Any]) -> Non
                 f"made in (e.g. eval/features=inception), or {WRITE_HINT}")
     made = ref.meta.get("extractor")
     if isinstance(made, Mapping):
-        diffs = [f"{k}: file {made.get(k)!r} vs now {extractor.get(k)!r}" for k in FINGERPRINT_FIELDS
-                 if (made.get(k) is not None or k != "resize") and made.get(k) != extractor.get(k)
-                 and not (k == "resize" and made.get(k) is None and extractor.get(k) in (None, "tf1_bilinear"))]
+        diffs = [f"{k}: file {fingerprint_value(made, k)!r} vs now {fingerprint_value(extractor, k)!r}"
+                 for k in FINGERPRINT_FIELDS if fingerprint_value(made, k) != fingerprint_value(extractor, k)]
         if diffs:
             raise InputError(
                 f"feature-space mismatch: {ref.path.name} was made with another feature extractor ({'; '.join(diffs)}); "

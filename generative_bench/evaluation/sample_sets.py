@@ -92,12 +92,8 @@ class NpzSampleSet(ExternalSampleSet):
         if arr.shape[-1] == 1:
             arr = np.repeat(arr, 3, axis=-1)
         self._images = torch.from_numpy(arr).permute(0, 3, 1, 2)
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.ndim != 1 or len(labels) != len(arr) or not np.issubdtype(labels.dtype, np.integer):
-                raise InputError(f"{str(self.path)!r}: arr_1 must hold one integer class label per image "
-                                 f"(got dtype {labels.dtype}, shape {labels.shape} for {len(arr)} images)")
-            self.labels = labels.astype(np.int64)
+        if labels is not None:  # checked by load_npz_images: one integer per image, >= 0
+            self.labels = labels
         self.name = name or self.path.stem
 
     def __len__(self) -> int:

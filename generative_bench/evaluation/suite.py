@@ -126,7 +126,7 @@ def _kid_boot(inp: MetricInputs, indices):
     pool, how = _in_sample_order(inp, inp.features["pool"], opts.kid_subset_order, "given")
     if how == "given" and opts.kid_subset_order == "canonical":  # replicates in the samples' canonical order
         rank = inverse(np.asarray(inp.order))
-        indices = [np.sort(rank[np.asarray(i)]) for i in indices]
+        indices = (np.sort(rank[np.asarray(i)]) for i in indices)  # one pass, one vector at a time
     vals = kid_replicates(pool, inp.reference["pool"], indices, int(opts.kid_subsets),
                           int(opts.kid_subset_size), seed=inp.seed, order=how)
     return [{"kid_mean": v} for v in vals]
