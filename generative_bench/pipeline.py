@@ -108,13 +108,41 @@ def load_trained(cfg: DictConfig, run_dir: Path, device: torch.device) -> Backen
     if where.is_dir() and (where / "checkpoints").is_dir():
         where = where / "checkpoints"
     state = load_checkpoint(where, map_location=device)
-    backend = build_backend(cfg, device)
+    diffs = architecture_differences(where if where.is_dir() else where.parent, cfg)
+    backend = None
     try:
+        backend = build_backend(cfg, device)
         backend.load_state_dict(state["ema"]["shadow"])
-    except (KeyError, RuntimeError) as e:
-        raise InputError(f"checkpoint {str(where)!r} does not match model={cfg.model.name} ({str(e).splitlines()[0]}); "
-                         "pass the same model/data overrides the run was trained with") from e
+    except (KeyError, RuntimeError, InputError) as e:
+        if not diffs and isinstance(e, InputError):
+            raise
+        raise InputError(f"checkpoint {str(where)!r} does not match model={cfg.model.name} "
+                         f"({differences_text(diffs) if diffs else str(e).splitlines()[0]}); pass the same model/data "
+                         "overrides the run was trained with (its config.yaml holds them)") from e
+    if diffs:
+        raise InputError(f"checkpoint {str(where)!r} was trained with other model settings than this command's "
+                         f"({differences_text(diffs)}); pass the same model/data overrides the run was trained with "
+                         "(its config.yaml holds them); sampler settings (model.sampling.*) may differ")
     return backend.eval()
+
+
+def differences_text(diffs: list[str], shown: int = 4) -> str:
+    """The settings a checkpoint was trained with that differ, on one line: another model is
+    named as such; otherwise the first few differences (``a: 1 -> 2; ...``) and how many more."""
+    other = next((d for key in ("model.name:", "model.backend._target_:") for d in diffs if d.startswith(key)), None)
+    if other is not None:
+        return f"it was trained as another model: {other}"
+    text = "; ".join(diffs[:shown])
+    return text + (f"; and {len(diffs) - shown} more" if len(diffs) > shown else "")
+
+
+def architecture_differences(ckpt_dir: Path, cfg: DictConfig) -> list[str]:
+    """The model and data-shape settings stored beside a checkpoint that this config changes
+    (``model.backend.image_net.ch: 32 -> 64``), as a resume lists them; [] when none are stored."""
+    from generative_bench.training.trainer import changed_identity
+
+    return [d for d in changed_identity(ckpt_dir, run_identity(cfg))
+            if d.startswith(("model.", "data.shape", "data.kind", "data.num_classes"))]
 
 
 # ---------------------------------------------------------------------------- NLL

@@ -438,7 +438,7 @@ ROWS: list[Bad] = [
         cli=(*TRAIN, "device=tpu")),
     Bad("config", "unknown_model_choice", 2, r"modle.*(gaussian|vae)",
         cli=("train", "model=modle", "hydra.run.dir={tmp}/run")),
-    Bad("config", "typo_key", 2, r"trian\.max_steps.*(\+trian|not in struct|train)",
+    Bad("config", "typo_key", 2, r"trian\.max_steps is not a key of the config; did you mean train\.max_steps\?",
         cli=("train", "model=gaussian", "trian.max_steps=5", "hydra.run.dir={tmp}/run")),
     Bad("config", "diffusion_temperature", 2,
         r"model\.sampling: DiffusionBackend got unknown sampling option\(s\) \['temperature'\]; valid options: "
@@ -521,8 +521,8 @@ ROWS: list[Bad] = [
     Bad("data", "data_shape_mismatch", 2, r"data 'folder' has examples of shape \[3, 8, 8\] but data\.shape is "
         r"\[3, 32, 32\]; set data\.shape=\[3, 8, 8\]", setup=lambda c: write_folder(c.tmp / "folder"),
         cli=(*TRAIN, "data=folder", "data.source.root={tmp}/folder")),
-    Bad("data", "npz_without_arr_0", 2, r"'.*data\.npz' has no array 'arr_0' \(found \['images'\]\); save samples "
-        r"as arr_0", setup=lambda c: write_npz(c.tmp / "data.npz", key="images"), cli=(*TRAIN, *NPZ_DATA)),
+    Bad("data", "npz_without_arr_0", 2, r"'.*data\.npz' has no array 'arr_0' \(found \['images'\]\); save the "
+        r"images as arr_0", setup=lambda c: write_npz(c.tmp / "data.npz", key="images"), cli=(*TRAIN, *NPZ_DATA)),
     Bad("data", "samples_64_against_data_32", 2,
         r"the samples in '.*samples64\.npz' are 64x64 images with 3 channel\(s\) but data=folder has shape "
         r"\[3, 32, 32\]: score them against data of their size", setup=setup_samples_64_vs_32,
@@ -536,13 +536,13 @@ ROWS: list[Bad] = [
         cli=("evaluate", "sampler=folder", "sampler.path={tmp}/samples64", "data=folder",
              "data.source.root={tmp}/images32", "eval.num_samples=2", "eval.metrics=[fid]",
              "hydra.run.dir={tmp}/run"), post=nothing_extracted),
-    Bad("data", "npz_float_images", InputError, r"arr_0 has dtype float32; expected uint8 NHWC images \(convert "
-        r"with np\.clip", setup=lambda c: write_npz(c.tmp / "float.npz", dtype=np.float32),
+    Bad("data", "npz_float_images", InputError, r"arr_0 has dtype float32; expected uint8 NHWC images \(values in "
+        r"\[0, 255\], so \[0, 255\] data: np\.clip\(np\.round\(x\), 0, 255\)", setup=lambda c: write_npz(c.tmp / "float.npz", dtype=np.float32),
         api=api_npz_images("float.npz")),
     Bad("data", "npz_wrong_shape", InputError, r"arr_0 has shape \(4, 8, 8\); expected \(N, H, W, 3\) uint8 NHWC",
         setup=lambda c: write_npz(c.tmp / "flat.npz", shape=(4, 8, 8)), api=api_npz_images("flat.npz")),
-    Bad("data", "npz_labels_wrong_length", InputError, r"arr_1 must hold one integer class label per image of "
-        r"arr_0 \(got dtype int64, shape \(3,\) for 8 images\); fix or drop arr_1",
+    Bad("data", "npz_labels_wrong_length", InputError, r"arr_1 must hold one integer class label per image: found "
+        r"dtype int64, shape \(3,\) for 8 images; fix or drop it",
         setup=lambda c: write_npz(c.tmp / "labelled.npz", labels=np.arange(3)), api=api_npz_images("labelled.npz")),
     Bad("data", "sample_npz_labels_wrong_length", InputError, r"arr_1 must hold one integer class label per image",
         setup=lambda c: write_npz(c.tmp / "labelled.npz", labels=np.arange(3)), api=api_sample_npz_labels),
@@ -571,7 +571,8 @@ ROWS: list[Bad] = [
         setup=_pickle_checkpoint,
         cli=("sample", "model=gaussian", "checkpoint={tmp}/run", "eval.num_samples=8", "hydra.run.dir={tmp}/out")),
     Bad("checkpoints", "checkpoint_of_another_model", 2, r"checkpoint '.*run/checkpoints' does not match model=gan "
-        r".*; pass the same model/data overrides the run was trained with",
+        r"\(it was trained as another model: model\.name: 'vae' -> 'gan'\); pass the same model/data overrides the run "
+        r"was trained with",
         setup=lambda c: copy_run(c, "vae"),
         cli=("sample", "model=gan", "checkpoint={tmp}/run", "eval.num_samples=8", "hydra.run.dir={tmp}/out")),
     Bad("checkpoints", "resume_with_changed_lr", 2, r"was started with other settings than this command's .*\n  "
@@ -623,7 +624,7 @@ ROWS: list[Bad] = [
     Bad("records", "report_input_is_another_file", 2, r"'.*notes\.txt' is a file but not a results\.json; pass run "
         r"folders", setup=setup_notes, cli=("report", "{tmp}/notes.txt")),
     Bad("records", "compare_missing_baseline", 2, r"BASELINE '.*nope\.csv' does not exist; pass a sweep/run folder "
-        r"or a leaderboard\.csv", setup=_leaderboard, cli=("compare", "{tmp}/new.csv", "{tmp}/nope.csv")),
+        r"or the leaderboard\.json", setup=_leaderboard, cli=("compare", "{tmp}/new.csv", "{tmp}/nope.csv")),
     Bad("records", "compare_csv_not_a_leaderboard", 2, r"'.*baseline\.csv' is not a leaderboard CSV written by "
         r"`gbench report` \(no column\(s\) .*\); pass its leaderboard\.csv or a folder of runs",
         setup=_not_a_leaderboard, cli=("compare", "{tmp}/new.csv", "{tmp}/baseline.csv")),
@@ -663,6 +664,257 @@ ROWS: list[Bad] = [
         r"file where a folder is expected", setup=setup_notes, api=api_write_below_file),
 ]
 
+
+# ----------------------------------------------------------------- rows of the second catalogue (issue kinds)
+def api_reference(name: str):
+    def call(ctx: Ctx):
+        from generative_bench.evaluation.reference_file import read_reference_file
+
+        return read_reference_file(ctx.tmp / name)
+    return call
+
+
+def write_reference(path: Path, **arrays) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def _stats(d: int = 4) -> dict[str, np.ndarray]:
+    return {"mu": np.zeros(d), "sigma": np.eye(d)}
+
+
+def api_legacy_reference_with_clean_bicubic(ctx: Ctx):
+    import json
+
+    from generative_bench.evaluation.reference_file import check_feature_space, read_reference_file
+
+    meta = {"extractor": {"name": "inception-v3-fid", "weights_sha256": "a" * 64}}  # written before resize modes
+    write_reference(ctx.tmp / "old.npz", **_stats(), gbench_meta=np.array(json.dumps(meta)))
+    ref = read_reference_file(ctx.tmp / "old.npz")
+    check_feature_space(ref, {"name": "inception-v3-fid", "weights_sha256": "a" * 64, "resize": "tf1_bilinear",
+                              "dims": {"pool": 4}})  # the resize it was made with: accepted
+    return check_feature_space(ref, {"name": "inception-v3-fid", "weights_sha256": "a" * 64,
+                                     "resize": "clean_bicubic", "dims": {"pool": 4}})
+
+
+def api_labels_against_classes(ctx: Ctx):
+    from generative_bench.evaluation.harness import Evaluator
+    from generative_bench.evaluation.sample_sets import NpzSampleSet
+
+    cfg = ctx.compose(["data=cifar10_jpeg"])
+    write_npz(ctx.tmp / "samples.npz", n=8, labels=np.array([0, 1, 2, 3, 9, 10, 11, 12]))
+    return Evaluator(cfg.data, cfg.eval).check_labels(NpzSampleSet(str(ctx.tmp / "samples.npz")), "samples")
+
+
+def api_held_out_is_training(ctx: Ctx):
+    from generative_bench.evaluation.harness import check_held_out
+
+    train = np.random.default_rng(0).normal(size=(50, 8))
+    return check_held_out(train, train[:20].copy(), "test", "npz")
+
+
+def api_memorization_split_train(ctx: Ctx):
+    from generative_bench.evaluation.harness import Evaluator
+
+    cfg = ctx.compose(["data=cifar10_jpeg", "eval.memorization_split=train"])
+    return Evaluator(cfg.data, cfg.eval).memorization_sets()
+
+
+def api_resolve(model: str, *settings: tuple[str, Any]):
+    def call(ctx: Ctx):
+        from generative_bench.config import instantiate
+
+        cfg = ctx.compose([f"model={model}", "model.backend.num_classes=8"] if model in ("ddpm", "gan") else
+                          [f"model={model}"])
+        backend = instantiate(cfg.model.backend)
+        return backend.resolve_settings(**dict(settings))
+    return call
+
+
+def api_read_side(name: str):
+    def call(ctx: Ctx):
+        from generative_bench.reporting.compare import read_side
+
+        return read_side(ctx.tmp / name)
+    return call
+
+
+def _leaderboard_with_cell(cell: str):
+    def setup(ctx: Ctx):
+        import csv
+        import io
+
+        lines = ctx.fixture("trained")["leaderboard"].read_text().splitlines()
+        at = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+        row = next(csv.reader(io.StringIO(lines[at + 1])))
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(row + [cell])  # a metric column, edited by hand
+        lines[at], lines[at + 1] = lines[at] + ",hq_mean", buf.getvalue()
+        (ctx.tmp / "baseline.csv").write_text("\n".join(lines) + "\n")
+    return setup
+
+
+def _json_board(doc: Any):
+    def setup(ctx: Ctx):
+        import json
+
+        (ctx.tmp / "leaderboard.json").write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return setup
+
+
+def _json_row(metrics: dict) -> dict:
+    return {"tables": [{"protocol_fingerprint": {"n": 1}, "rows": [
+        {"backend": "b", "config": "", "budget": "", "sampler": "", "metrics": metrics}]}]}
+
+
+def _hostile_run(ctx: Ctx):
+    import json
+
+    run = copy_run(ctx, "gaussian")
+    record = json.loads((run / "results.json").read_text())
+    record["backend"]["name"] = "x" * 2_000_000
+    record["backend"]["display_name"] = "<script>alert(1)</script>" * 1000
+    (run / "results.json").write_text(json.dumps(record))
+
+
+def report_finished_bounded(ctx: Ctx, result) -> None:
+    html = (ctx.tmp / "report" / "index.html").read_text()
+    assert len(html) < 2_000_000 and "<script>alert" not in html and "&lt;script&gt;" in html
+
+
+def architecture_listed(ctx: Ctx, result) -> None:
+    assert not (ctx.tmp / "out" / "samples").exists() or not any((ctx.tmp / "out" / "samples").iterdir())
+
+
+ROWS += [
+    # ------------------------------------------------------------------ reference files
+    Bad("references", "reference_string_statistics", InputError, r"'mu' holds <U\d+ values, not numbers; .*recompute",
+        setup=lambda c: write_reference(c.tmp / "ref.npz", mu=np.array(["a", "b"]), sigma=np.array(["c", "d"])),
+        api=api_reference("ref.npz")),
+    Bad("references", "reference_object_metadata", InputError, r"gbench_meta is an object array .*never loaded.*"
+        r"recompute", setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(),
+                                                       gbench_meta=np.array([{"x": 1}], dtype=object)),
+        api=api_reference("ref.npz")),
+    Bad("references", "reference_numeric_metadata", InputError, r"gbench_meta holds int64 values, not a JSON string",
+        setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(), gbench_meta=np.arange(3)),
+        api=api_reference("ref.npz")),
+    Bad("references", "reference_labels_wrong_length", InputError, r"ref\.npz:arr_1 must hold one integer class label "
+        r"per image: found dtype int64, shape \(3,\) for 8 images; fix or drop it",
+        setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(), arr_0=np.zeros((8, 8, 8, 3), np.uint8),
+                                        arr_1=np.arange(3)), api=api_reference("ref.npz")),
+    Bad("references", "reference_labels_float", InputError, r"arr_1 must hold one integer class label per image: found "
+        r"dtype float64", setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(),
+                                                          arr_0=np.zeros((4, 8, 8, 3), np.uint8), arr_1=np.ones(4)),
+        api=api_reference("ref.npz")),
+    Bad("references", "reference_negative_labels", InputError, r"arr_1 holds class labels in \[-1, 2\], 1 of them "
+        r"outside \[0, inf\)", setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(),
+                                                               arr_0=np.zeros((4, 8, 8, 3), np.uint8),
+                                                               arr_1=np.array([-1, 0, 1, 2])),
+        api=api_reference("ref.npz")),
+    Bad("references", "legacy_reference_for_clean_bicubic", InputError, r"feature-space mismatch: old\.npz was made "
+        r"with another feature extractor \(resize: file 'tf1_bilinear' vs now 'clean_bicubic'\)",
+        api=api_legacy_reference_with_clean_bicubic),
+    Bad("references", "reference_folder_without_manifest", InputError, r"is a folder without manifest\.json; pass a "
+        r"reference \.npz", setup=lambda c: (c.tmp / "refdir").mkdir(), api=api_reference("refdir")),
+    Bad("references", "reference_missing", InputError, r"reference file not found: eval\.reference\.file=.*nope\.npz",
+        api=api_reference("nope.npz")),
+    Bad("references", "reference_images_float", InputError, r"arr_0 has float32 \(8, 8, 8, 3\); expected uint8 NHWC",
+        setup=lambda c: write_reference(c.tmp / "ref.npz", **_stats(), arr_0=np.zeros((8, 8, 8, 3), np.float32)),
+        api=api_reference("ref.npz")),
+    # ------------------------------------------------------------------ sample arrays and labels
+    Bad("labels", "sample_labels_outside_classes", InputError, r"the labels of samples \(arr_1\) holds class labels in "
+        r"\[0, 12\], 3 of them outside \[0, 10\) \(the data has 10 classes\)", api=api_labels_against_classes),
+    Bad("labels", "sample_labels_negative", InputError, r"arr_1 holds class labels in \[-3, 1\], 1 of them outside "
+        r"\[0, inf\); fix the labels, or drop them", setup=lambda c: write_npz(
+            c.tmp / "labelled.npz", n=4, labels=np.array([0, 1, -3, 1])), api=api_sample_npz_labels),
+    Bad("labels", "sample_labels_2d", InputError, r"arr_1 must hold one integer class label per image: found dtype "
+        r"int64, shape \(8, 1\)", setup=lambda c: write_npz(c.tmp / "labelled.npz", labels=np.zeros((8, 1), np.int64)),
+        api=api_sample_npz_labels),
+    Bad("labels", "sample_npz_nchw", InputError, r"has shape \(8, 3, 8, 8\); expected \(N, H, W, 3\) uint8 NHWC; the "
+        r"shape .* looks channels-first \(NCHW\): transpose with x\.transpose\(0, 2, 3, 1\)",
+        setup=lambda c: write_npz(c.tmp / "nchw.npz", shape=(8, 3, 8, 8)), api=api_npz_images("nchw.npz")),
+    Bad("labels", "sample_npz_float_01", InputError, r"dtype float64; expected uint8 NHWC images \(values in \[.*\], "
+        r"so \[0, 1\] data: np\.clip\(np\.round\(x \* 255\), 0, 255\)",
+        setup=lambda c: np.savez(c.tmp / "f.npz", arr_0=np.random.default_rng(0).random((4, 8, 8, 3))),
+        api=api_npz_images("f.npz")),
+    Bad("labels", "sample_npz_float_255", InputError, r"values in \[.*\], so \[0, 255\] data: np\.clip\(np\.round\(x\), "
+        r"0, 255\)", setup=lambda c: np.savez(c.tmp / "f.npz", arr_0=np.random.default_rng(0).random((4, 8, 8, 3)) * 255),
+        api=api_npz_images("f.npz")),
+    Bad("labels", "sample_npz_text", InputError, r"holds <U\d+ values \(text or records\), not image pixels",
+        setup=lambda c: np.savez(c.tmp / "t.npz", arr_0=np.array(["a", "b"])), api=api_npz_images("t.npz")),
+    Bad("labels", "sample_npz_object", InputError, r"holds an object array \(pickled Python objects\), which is never "
+        r"unpickled", setup=lambda c: np.savez(c.tmp / "o.npz", arr_0=np.array([{"a": 1}], dtype=object)),
+        api=api_npz_images("o.npz")),
+    # ------------------------------------------------------------------ knobs and sampler settings
+    Bad("knobs", "cfg_scale_inf", InputError, r"cfg_scale=inf must be a finite number",
+        api=api_resolve("ddpm", ("cfg_scale", float("inf")))),
+    Bad("knobs", "truncation_nan", InputError, r"truncation.*nan", api=api_resolve("gan", ("truncation", float("nan")))),
+    Bad("knobs", "vae_temperature_negative", InputError, r"temperature.*-1", api=api_resolve("vae", ("temperature", -1.0))),
+    Bad("knobs", "ddim_eta_negative", InputError, r"ddim eta must be a finite number >= 0, got -0\.5",
+        api=api_resolve("ddpm", ("method", "ddim"), ("eta", -0.5))),
+    Bad("knobs", "eta_for_heun", InputError, r"eta=0\.5 applies to method=ddim only; heun is deterministic, set eta=0\.0",
+        api=api_resolve("ddpm", ("method", "heun"), ("steps", 10), ("eta", 0.5))),
+    Bad("knobs", "respacing_for_grid_method", InputError, r"method=euler_ode needs steps=N, an int >= 2 .*respacing "
+        r"specs apply to ancestral, ddim and dpmpp_2m", api=api_resolve("ddpm", ("method", "euler_ode"), ("steps", "ddim10"))),
+    Bad("knobs", "unknown_method", InputError, r"unknown diffusion sampling method 'plms'; choose one of \['ancestral', "
+        r"'ddim', 'dpmpp_2m', 'euler_ode', 'heun'\]", api=api_resolve("ddpm", ("method", "plms"))),
+    Bad("knobs", "sweep_entry_nan_knob", InputError, r"model\.sampling_sweep\[0\]: .*cfg_scale=nan must be a finite",
+        api=lambda c: validate(c, "model=ddpm", "model.backend.num_classes=8", "model.sampling_sweep=[{{cfg_scale: nan}}]")),
+    # ------------------------------------------------------------------ budgets and bounded counts
+    Bad("budgets", "two_stage_max_images_in_stage_one", InputError, r"train\.max_images=3200 \(= 100 steps of batch 32\) "
+        r"ends within the first stage \(model\.backend\.stage1_steps=600\).*raise train\.max_images above 19200",
+        api=lambda c: validate(c, "model=ldm", "data=cifar10_jpeg", "train.max_images=3200")),
+    Bad("budgets", "two_stage_both_budgets", InputError, r"train\.max_steps=500 ends within the first stage",
+        api=lambda c: validate(c, "model=ldm", "data=cifar10_jpeg", "train.max_images=320000", "train.max_steps=500")),
+    Bad("budgets", "bootstrap_unbounded", InputError, r"eval\.bootstrap=100000000 replicates is more than 10,000 .*"
+        r"lower eval\.bootstrap", api=lambda c: validate(c, *NPZ_DATA, "model=gaussian", "eval.bootstrap=100000000")),
+    Bad("budgets", "bootstrap_negative", InputError, r"eval\.bootstrap=-1",
+        api=lambda c: validate(c, *NPZ_DATA, "model=gaussian", "eval.bootstrap=-1")),
+    Bad("budgets", "bootstrap_level_one", InputError, r"eval\.bootstrap_level=1(\.0)?",
+        api=lambda c: validate(c, *NPZ_DATA, "model=gaussian", "eval.bootstrap=10", "eval.bootstrap_level=1.0")),
+    Bad("budgets", "max_images_zero", InputError, r"train\.max_images=0",
+        api=lambda c: validate(c, "model=gaussian", "train.max_images=0")),
+    Bad("budgets", "default_sweep_num_samples_zero", 2, r"^gbench: error: invalid sweep configuration, no job launched: "
+        r"eval\.num_samples=0: must be an integer >= 1 \(every job of the sweep\)",
+        cli=("eval.num_samples=0", "hydra.sweep.dir={tmp}/sweep"), post=lambda c, r: not (c.tmp / "sweep").exists()
+        or pytest.fail("a sweep folder was written")),
+    # ------------------------------------------------------------------ memorization
+    Bad("budgets", "held_out_split_is_training", InputError, r"the held-out 'test' images of data=npz are training "
+        r"images \(20 of 20 repeat a training image exactly\).*give it one \(data\.source\.test_path=FILE\.npz",
+        api=api_held_out_is_training),
+    Bad("budgets", "memorization_split_train", InputError, r"eval\.memorization_split=train: the held-out images must "
+        r"not be training images; use test", api=api_memorization_split_train),
+    # ------------------------------------------------------------------ compare baselines
+    Bad("compare", "baseline_formula_cell", InputError, r"baseline\.csv' line \d+ column hq_mean holds '=1\+1' \(a "
+        r"spreadsheet formula\), not a number; regenerate it", setup=_leaderboard_with_cell("=1+1"),
+        api=api_read_side("baseline.csv")),
+    Bad("compare", "baseline_text_cell", InputError, r"column hq_mean holds 'good' \(text\), not a number",
+        setup=_leaderboard_with_cell("good"), api=api_read_side("baseline.csv")),
+    Bad("compare", "baseline_json_without_tables", InputError, r"is not a leaderboard\.json written by `gbench report` "
+        r"\(no list 'tables'\)", setup=_json_board({"rows": []}), api=api_read_side("leaderboard.json")),
+    Bad("compare", "baseline_json_formula_mean", InputError, r"metrics\.fid\.mean holds '=2\*3' \(a spreadsheet "
+        r"formula\), not a number", setup=_json_board(_json_row({"fid": {"mean": "=2*3", "better": "lower"}})),
+        api=api_read_side("leaderboard.json")),
+    Bad("compare", "baseline_json_bad_direction", InputError, r"metrics\.fid\.better is 'up', not 'lower', 'higher'",
+        setup=_json_board(_json_row({"fid": {"mean": 1.0, "better": "up"}})), api=api_read_side("leaderboard.json")),
+    Bad("compare", "baseline_json_not_json", InputError, r"is not JSON \(.*\); regenerate it",
+        setup=_json_board("{not json"), api=api_read_side("leaderboard.json")),
+    Bad("compare", "output_is_the_baseline", 2, r"^gbench compare: error: --out '.*new\.csv' is one of the inputs; "
+        r"writing there would replace it", setup=_leaderboard,
+        cli=("compare", "{tmp}/new.csv", "{tmp}/new.csv", "--out", "{tmp}/new.csv")),
+    # ------------------------------------------------------------------ hostile report inputs
+    Bad("compare", "report_over_hostile_names", 0, r"report: .*index\.html", setup=_hostile_run,
+        cli=("report", "{tmp}/run", "--out", "{tmp}/report", "--formats", "html"), post=report_finished_bounded),
+    # ------------------------------------------------------------------ checkpoints loaded for sampling
+    Bad("checkpoints", "sample_with_other_architecture", 2, r"does not match model=vae \(model\.backend\.vector_net\."
+        r"hidden: 128 -> 48\); pass the same model/data overrides",
+        setup=lambda c: copy_run(c, "vae"),
+        cli=("sample", "model=vae", "checkpoint={tmp}/run", "model.backend.vector_net.hidden=48", "eval.num_samples=8",
+             "hydra.run.dir={tmp}/out"), post=architecture_listed),
+]
+GROUPS = (*GROUPS, "references", "labels", "knobs", "budgets", "compare")
+MINIMUM_ROWS.update({"references": 8, "labels": 6, "knobs": 6, "budgets": 6, "compare": 6})
 
 # ------------------------------------------------------------------------------------------ catalogue
 def catalogue() -> list[dict[str, str]]:
@@ -748,7 +1000,7 @@ def test_catalogue_covers_every_group():
     """The catalogue has its minimum number of rows per group and unique ids (prints nothing)."""
     counts = catalogue_counts()
     assert all(counts[g] >= n for g, n in MINIMUM_ROWS.items()), counts
-    assert sum(counts.values()) >= 45 and sum(counts.values()) == len(ROWS)
+    assert sum(counts.values()) >= 123 and sum(counts.values()) == len(ROWS)
     ids = [f"{r.group}-{r.id}" for r in ROWS]
     assert len(ids) == len(set(ids))
     assert all(r.group in GROUPS and (r.cli is None) != (r.api is None) for r in ROWS)

@@ -84,7 +84,9 @@ def test_unknown_model_name_lists_the_choices(compose):
 
 def test_verbs_map_to_single_run_stages():
     assert hydra_args(["train", "model=vae"]) == ["stage=train", "hydra.mode=RUN", "model=vae"]
-    assert hydra_args(["run", "-m", "seed=0,1"]) == ["stage=pipeline", "-m", "seed=0,1"]
+    assert hydra_args(["run", "-m", "seed=0,1"]) == ["-m", "stage=pipeline", "seed=0,1"]
+    # Hydra reads its flags before the overrides: a verb with -m after an override is a sweep too
+    assert hydra_args(["train", "model=a,b", "-m"]) == ["-m", "stage=train", "model=a,b"]
     assert hydra_args(["model=vae"]) == ["model=vae"]
 
 

@@ -61,10 +61,12 @@ def hydra_args(argv: list[str]) -> list[str]:
     """Map a leading verb to ``stage=...`` in a single run folder (unless -m/--multirun is given)."""
     if argv and argv[0] in VERBS:
         verb, rest = argv[0], argv[1:]
+        flags = [a for a in rest if a in ("-m", "--multirun")]  # Hydra takes its flags before the overrides
+        rest = [a for a in rest if a not in flags]
         extra = [f"stage={VERBS[verb]}"]
-        if not any(a in ("-m", "--multirun") for a in rest):
+        if not flags:
             extra.append("hydra.mode=RUN")
-        return extra + rest
+        return flags + extra + rest
     return argv
 
 

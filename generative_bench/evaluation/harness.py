@@ -386,13 +386,13 @@ class Evaluator:
     def memorization_sets(self) -> dict[str, Any]:
         """Training-set and held-out features for the memorization checks (both cached on disk):
         the training split (the reference when it is the training split) and ``eval.memorization_split``."""
+        held = str(self.cfg.get("memorization_split", "test"))
+        if held == "train":
+            raise InputError("eval.memorization_split=train: the held-out images must not be training images; use test")
         if self._reference_file is None and str(self.cfg.reference_split) == "train":
             train_desc, train = self.reference()
         else:
             train_desc, train = self.split_reference("train", self.cfg.get("memorization_train_subset"))
-        held = str(self.cfg.get("memorization_split", "test"))
-        if held == "train":
-            raise InputError("eval.memorization_split=train: the held-out images must not be training images; use test")
         held_desc, heldout = self.split_reference(held, self.cfg.get("memorization_heldout_subset"))
         check_held_out(train["pool"], heldout["pool"], held, self.data_cfg.get("name"))
         return {"train": train["pool"], "heldout": heldout["pool"],

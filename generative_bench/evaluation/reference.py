@@ -308,6 +308,10 @@ def load_reference_npz(path: str | os.PathLike, include_images: bool = False,
     if "arr_0" in names:
         arr0 = _read_npz(path, ["arr_0"])["arr_0"] if include_images or not wanted else None
     arrays = _read_npz(path, wanted)
+    for key, value in arrays.items():  # statistics and features are numbers; text or records are refused
+        if value.dtype.kind not in "fiu" or value.dtype.names is not None:
+            raise CorruptReferenceError(f"{path}: '{key}' holds {value.dtype} values, not numbers; a reference file "
+                                        "holds float statistics (mu, sigma) or features: recompute it")
     if arr0 is not None:
         if arr0.dtype == np.uint8 and arr0.ndim == 4:
             if include_images:

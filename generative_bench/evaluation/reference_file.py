@@ -98,7 +98,15 @@ def _read_meta(path: Path) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as z:
         if META_KEY not in z.files:
             return {}
-        text = str(z[META_KEY])
+        try:
+            value = z[META_KEY]
+        except ValueError:  # an object array: never unpickled
+            raise CorruptReferenceError(f"{path}: {META_KEY} is an object array (pickled Python objects), which is "
+                                        "never loaded; it must be a JSON string: recompute the file") from None
+        if value.dtype.kind not in "US":
+            raise CorruptReferenceError(f"{path}: {META_KEY} holds {value.dtype} values, not a JSON string; "
+                                        "recompute the file")
+        text = str(value)
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
