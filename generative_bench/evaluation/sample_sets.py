@@ -161,6 +161,120 @@ class FolderSampleSet(ExternalSampleSet):
                 "nll_defined": False, "shape": list(self.image_shape)}
 
 
+def images_as_uint8_nchw(images: Any, value_range: tuple[float, float] | None = None,
+                         where: str = "the samples") -> torch.Tensor:
+    """A uint8 NCHW tensor from images in memory: uint8 NCHW or NHWC (1 or 3 channels), or floats
+    with their ``value_range`` stated ((-1, 1) or (0, 1); converted with the suite's rounding rule,
+    :mod:`generative_bench.data.codec`). Floats without a range are refused: the same array could
+    be either."""
+    from generative_bench.data.arrays import float_conversion
+
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(np.asarray(images)))
+    if x.ndim != 4:
+        raise InputError(f"{where} have shape {tuple(x.shape)}; expected a batch of images (N, C, H, W) or (N, H, W, C)")
+    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    if x.dtype.is_floating_point:
+        if value_range is None:
+            raise InputError(f"{where} are {x.dtype} ({float_conversion(x.detach().cpu().numpy())}); state their range: "
+                             "value_range=(-1, 1) or value_range=(0, 1)")
+        lo, hi = (float(v) for v in value_range)
+        if (lo, hi) not in ((-1.0, 1.0), (0.0, 1.0)):
+            raise InputError(f"value_range={value_range!r}: must be (-1, 1) or (0, 1)")
+        from generative_bench.data.codec import to_uint8
+
+        x = to_uint8(x.float() * 2.0 - 1.0 if lo == 0.0 else x.float())
+    elif x.dtype != torch.uint8:
+        raise InputError(f"{where} have dtype {x.dtype}; expected uint8 images (or floats with value_range)")
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x.contiguous()
+
+
+class ArraySampleSet(ExternalSampleSet):
+    """Images already in memory (a tensor or array; see :func:`images_as_uint8_nchw`), with
+    optional class labels."""
+
+    def __init__(self, images: Any, labels: Any = None, name: str = "samples",
+                 value_range: tuple[float, float] | None = None):
+        from generative_bench.data.arrays import check_labels
+
+        self._images = images_as_uint8_nchw(images, value_range)
+        self.name = name
+        if labels is not None:
+            self.labels = check_labels(np.asarray(labels), len(self._images), f"{name} labels")
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self._images.shape[1:])
+
+    def _load(self, start: int, stop: int) -> torch.Tensor:
+        return self._images[start:stop]
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self._images.numpy().tobytes()).hexdigest()
+        return {"family": self.family, "class": "ArraySampleSet", "samples": len(self), "sha256": digest,
+                "nll_defined": False, "shape": list(self.image_shape), "labels": self.labels is not None}
+
+
+class FunctionSampler:
+    """A generator function ``fn(n, seed) -> images`` (uint8, or floats with ``value_range``) as a
+    sampler. Batch ``[start, stop)`` is ``fn(stop - start, seed * 1_000_003 + start)``: the images
+    are reproducible for a seed and a batch size (a model with per-image seeds should implement
+    the sampler contract instead)."""
+
+    family = "external"
+    nll_defined = False
+    conditional = False
+
+    def __init__(self, fn: Any, name: str | None = None, value_range: tuple[float, float] | None = None,
+                 image_shape: tuple[int, ...] | None = None):
+        if not callable(fn):
+            raise InputError(f"{fn!r} is not callable: pass fn(n, seed) -> images")
+        self.fn, self.value_range = fn, value_range
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self._shape = tuple(image_shape) if image_shape is not None else None
+
+    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
+        if sampling:
+            raise InputError(f"{self.name} takes no sampling options, got {sorted(sampling)}")
+        return {}
+
+    def knobs(self) -> dict[str, Any]:
+        return {}
+
+    def network_evaluations(self, settings: dict[str, Any]) -> int | None:
+        return None
+
+    def check_count(self, n: int) -> None:
+        """A function draws as many as asked."""
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        if self._shape is None:  # one image tells the shape
+            self._shape = tuple(self.draw(0, 1, 0).images.shape[1:])
+        return self._shape
+
+    def draw(self, start: int, stop: int, seed: int = 0, settings: dict[str, Any] | None = None,
+             labels: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> SampleBatch:
+        check_range(start, stop, labels)
+        if labels is not None:
+            raise InputError(f"{self.name} takes no labels")
+        n = int(stop) - int(start)
+        out = self.fn(n, (int(seed) * 1_000_003 + int(start)) % (2**63 - 1))
+        images = images_as_uint8_nchw(out, self.value_range, where=f"the images of {self.name}")
+        if len(images) != n:
+            raise InputError(f"{self.name}({n}, seed) returned {len(images)} images; it must return exactly n")
+        return SampleBatch(images, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "class": "FunctionSampler", "function": self.name,
+                "seeding": "fn(n, seed * 1000003 + first index of the batch)", "nll_defined": False}
+
+
 class CallableSampler:
     """Adapts any object with ``sample(n, generator)`` to the sampler contract.
 
@@ -218,4 +332,5 @@ def as_sampler(obj: Any, batch_size: int) -> Any:
     return obj if isinstance(obj, Sampler) else CallableSampler(obj, batch_size)
 
 
-__all__ = ["CallableSampler", "ExternalSampleSet", "FolderSampleSet", "NpzSampleSet", "as_sampler", "file_sha256"]
+__all__ = ["ArraySampleSet", "CallableSampler", "ExternalSampleSet", "FolderSampleSet", "FunctionSampler", "NpzSampleSet",
+           "as_sampler", "file_sha256", "images_as_uint8_nchw"]
