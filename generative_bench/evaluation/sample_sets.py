@@ -33,12 +33,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-class ExternalSampleSet:
-    """Base for fixed sample sets; subclasses provide ``__len__``, ``_load(start, stop)`` and ``image_shape``."""
+class ExternalSampler:
+    """What every sampler made elsewhere shares: no sampling options, no knobs, no known NFE."""
 
     family = "external"
     nll_defined = False
     name = "external"
+    kind = "an external sampler"
+
+    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
+        if sampling:
+            raise InputError(f"{self.name} is {self.kind} and takes no sampling options, got {sorted(sampling)}")
+        return {}
+
+    def knobs(self) -> dict[str, Any]:
+        return {}
+
+    def network_evaluations(self, settings: dict[str, Any]) -> int | None:
+        return None  # made elsewhere: not known
+
+
+class ExternalSampleSet(ExternalSampler):
+    """Base for fixed sample sets; subclasses provide ``__len__``, ``_load(start, stop)`` and ``image_shape``."""
+
+    kind = "a fixed sample set"
     labels: np.ndarray | None = None
 
     def _load(self, start: int, stop: int) -> torch.Tensor:
@@ -54,17 +72,6 @@ class ExternalSampleSet:
                 f"{self.name}: holds {len(self)} samples but {n} were asked for; lower eval.num_samples "
                 f"to <= {len(self)} or provide more samples"
             )
-
-    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
-        if sampling:
-            raise InputError(f"{self.name} is a fixed sample set and takes no sampling options, got {sorted(sampling)}")
-        return {}
-
-    def knobs(self) -> dict[str, Any]:
-        return {}
-
-    def network_evaluations(self, settings: dict[str, Any]) -> int | None:
-        return None  # made elsewhere: not known
 
     def draw(self, start: int, stop: int, seed: int = 0, settings: dict[str, Any] | None = None,
              labels: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> SampleBatch:
@@ -220,14 +227,13 @@ class ArraySampleSet(ExternalSampleSet):
                 "nll_defined": False, "shape": list(self.image_shape), "labels": self.labels is not None}
 
 
-class FunctionSampler:
+class FunctionSampler(ExternalSampler):
     """A generator function ``fn(n, seed) -> images`` (uint8, or floats with ``value_range``) as a
     sampler. Batch ``[start, stop)`` is ``fn(stop - start, seed * 1_000_003 + start)``: the images
     are reproducible for a seed and a batch size (a model with per-image seeds should implement
     the sampler contract instead)."""
 
-    family = "external"
-    nll_defined = False
+    kind = "a function of (n, seed)"
     conditional = False
 
     def __init__(self, fn: Any, name: str | None = None, value_range: tuple[float, float] | None = None,
@@ -237,17 +243,6 @@ class FunctionSampler:
         self.fn, self.value_range = fn, value_range
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self._shape = tuple(image_shape) if image_shape is not None else None
-
-    def resolve_settings(self, **sampling: Any) -> dict[str, Any]:
-        if sampling:
-            raise InputError(f"{self.name} takes no sampling options, got {sorted(sampling)}")
-        return {}
-
-    def knobs(self) -> dict[str, Any]:
-        return {}
-
-    def network_evaluations(self, settings: dict[str, Any]) -> int | None:
-        return None
 
     def check_count(self, n: int) -> None:
         """A function draws as many as asked."""
@@ -332,5 +327,5 @@ def as_sampler(obj: Any, batch_size: int) -> Any:
     return obj if isinstance(obj, Sampler) else CallableSampler(obj, batch_size)
 
 
-__all__ = ["ArraySampleSet", "CallableSampler", "ExternalSampleSet", "FolderSampleSet", "FunctionSampler", "NpzSampleSet",
+__all__ = ["ArraySampleSet", "CallableSampler", "ExternalSampleSet", "ExternalSampler", "FolderSampleSet", "FunctionSampler", "NpzSampleSet",
            "as_sampler", "file_sha256", "images_as_uint8_nchw"]
