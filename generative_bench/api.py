@@ -172,7 +172,8 @@ def evaluate(samples: Any, reference: Any = "cifar10_jpeg", *, metrics: Sequence
     over += [f"seed={int(seed)}", "stage=evaluate", f"paths.cache_dir={cache}", *overrides]
     cfg = _config(over)
     validate(cfg)
-    evaluator = Evaluator(cfg.data, cfg.eval, device=resolve_device(device), cache_dir=cache, seed=int(seed),
+    evaluator = Evaluator(cfg.data, cfg.eval, device=resolve_device(device), cache_dir=Path(str(cfg.paths.cache_dir)),
+                          seed=int(seed),
                           progress=progress)
     entry = evaluator.evaluate(sampler, {}, int(cfg.eval.num_samples), out_dir=None,
                                name=getattr(sampler, "name", None))

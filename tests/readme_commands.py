@@ -15,8 +15,25 @@ import shlex
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-FENCE = re.compile(r"^```(?:bash|sh|console)?\n(.*?)^```", re.S | re.M)
+SHELL = ("", "bash", "sh", "console")
 PLACEHOLDERS = ("...", "[", "NEW", "BASELINE", "\\|", "<")
+
+
+def fenced(text: str) -> list[tuple[str, str, int]]:
+    """Every fenced block as (language, body, offset of its opening fence), fences paired in order."""
+    out, lang, start, body = [], None, 0, []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            if lang is None:
+                lang, start, body = line[3:].strip(), offset, []
+            else:
+                out.append((lang, "".join(body), start))
+                lang = None
+        elif lang is not None:
+            body.append(line)
+        offset += len(line)
+    return out
 
 
 def _lines(text: str) -> list[str]:
@@ -34,7 +51,9 @@ def commands(readme: Path = README) -> list[list[str]]:
     """Every concrete ``gbench`` command of the README, as argv lists (without ``gbench``)."""
     text = readme.read_text(encoding="utf-8")
     found: list[str] = []
-    for body in FENCE.findall(text):
+    for lang, body, _ in fenced(text):
+        if lang not in SHELL:
+            continue
         for line in _lines(body):
             for part in line.split("&&"):
                 part = part.strip()
@@ -62,10 +81,10 @@ def block(heading: str, readme: Path = README) -> str:
     at = re.search(rf"^#+ {re.escape(heading)}\s*$", text, re.M)
     if at is None:
         raise SystemExit(f"README has no heading {heading!r}")
-    found = FENCE.search(text, at.end())
+    found = next((body for lang, body, start in fenced(text) if lang in SHELL and start > at.end()), None)
     if found is None:
         raise SystemExit(f"README has no shell block after {heading!r}")
-    return found.group(1)
+    return found
 
 
 if __name__ == "__main__":

@@ -62,6 +62,15 @@ def test_arrays_npz_folder_and_the_cli_give_the_same_numbers(images):
     assert r.returncode == 0, r.stderr[-2000:]
     recorded = json.loads((run / "results.json").read_text())["evaluations"][0]["metrics"]
     assert {k: recorded[k] for k in nhwc.metrics} == nhwc.metrics  # bit for bit
+    # the one-line CLI: the same numbers, no run folder
+    out = root / "score.json"
+    r = subprocess.run([sys.executable, "-m", "generative_bench", "score", str(root / "samples.npz"), str(root / "ref.npz"),
+                        "--metrics", "fid,kid,prdc", "--features", "cifar10_resnet", "--json", str(out),
+                        "eval.kid_subset_size=50", f"paths.cache_dir={cache}"], capture_output=True, text=True,
+                       timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(out.read_text())["metrics"] == nhwc.metrics
+    assert "fid" in r.stdout and "NOT comparable" in r.stdout and not (root / "runs").exists()
 
 
 def test_a_function_of_n_and_seed_is_scored_like_the_images_it_made(images):
@@ -88,6 +97,9 @@ def test_ambiguous_or_unknown_input_is_refused_with_the_fix(images):
         evaluate(root / "nope.npz", reference=ref, **OPTIONS)
     with pytest.raises(InputError, match=r"unknown metric 'fod'"):
         evaluate(smp, reference=ref, metrics=["fod"], features="cifar10_resnet", cache_dir=root / "cache")
+    r = subprocess.run([sys.executable, "-m", "generative_bench", "score", str(root / "nope.npz"), "cifar10_jpeg"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("gbench score: error: samples '") and "Traceback" not in r.stderr
 
 
 def readme_example() -> str:

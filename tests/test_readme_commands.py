@@ -17,7 +17,7 @@ USER_FILES = ("sampler.path=", "checkpoint=", "eval.reference.file=")
 
 
 def _is_cli_verb(argv: list[str]) -> bool:
-    return bool(argv) and argv[0] in ("report", "compare")
+    return bool(argv) and argv[0] in ("report", "compare", "score")
 
 
 def test_the_readme_lists_its_commands():
@@ -55,11 +55,11 @@ def test_each_hydra_command_composes_and_validates(argv):
 
 
 @pytest.mark.parametrize("argv", [a for a in commands() if _is_cli_verb(a) and len(a) > 1], ids=" ".join)
-def test_report_and_compare_commands_parse(argv):
-    if argv[0] == "compare":
-        from generative_bench.cli.compare import _parser
+def test_report_compare_and_score_commands_parse(argv):
+    if argv[0] in ("compare", "score"):
+        from generative_bench.cli import compare, score
 
-        _parser().parse_args(argv[1:])
+        (compare if argv[0] == "compare" else score)._parser().parse_intermixed_args(argv[1:])
     else:
         flags = [a for a in argv[1:] if a.startswith("--")]
         assert set(flags) <= {"--out", "--formats", "--title"}, flags

@@ -10,6 +10,8 @@
     --debug (anywhere)                         full tracebacks instead of one-line error messages
     gbench compare NEW BASELINE [--tolerance ...]   regression gate: exit 1 on regressions, 3 on a
                                     protocol change (generative_bench.reporting.compare)
+    gbench score SAMPLES REFERENCE [--metrics ...]   score samples in one line, no run folder
+                                    (generative_bench.cli.score; the numbers of gbench evaluate)
 """
 
 from __future__ import annotations
@@ -273,6 +275,10 @@ def main(argv: list[str] | None = None) -> None:
         from generative_bench.cli.compare import compare_main
 
         sys.exit(compare_main(argv[1:]))
+    if argv[:1] == ["score"]:
+        from generative_bench.cli.score import score_main
+
+        sys.exit(score_main(argv[1:]))
     import hydra
 
     from generative_bench.cli import task
