@@ -29,7 +29,8 @@ def blas_libraries() -> list[dict[str, Any]]:
 
 def describe(libraries: list[dict[str, Any]] | None = None, environ: Mapping[str, str] | None = None) -> str:
     """E.g. ``openblas 0.3.31 Haswell (OPENBLAS_CORETYPE=Haswell)``: each distinct library (numpy's
-    and scipy's copies) with its kernels, '; '-joined, then the OpenBLAS variables that are set."""
+    and scipy's copies) with its kernels, sorted and '; '-joined (so a record does not depend on
+    which library this process happened to load first), then the OpenBLAS variables that are set."""
     environ = os.environ if environ is None else environ
     libraries = blas_libraries() if libraries is None else libraries
     parts: list[str] = []
@@ -37,6 +38,6 @@ def describe(libraries: list[dict[str, Any]] | None = None, environ: Mapping[str
         text = " ".join(str(lib[k]) for k in ("api", "version", "architecture") if lib.get(k))
         if text and text not in parts:
             parts.append(text)
-    text = "; ".join(parts) or "no BLAS found by threadpoolctl"
+    text = "; ".join(sorted(parts)) or "no BLAS found by threadpoolctl"
     settings = [f"{k}={environ[k]}" for k in OPENBLAS_ENV if k in environ]
     return text + (f" ({', '.join(settings)})" if settings else "")

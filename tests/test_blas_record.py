@@ -18,7 +18,8 @@ _LIBS = [
 
 def test_distinct_libraries_with_their_kernels_and_the_settings_that_chose_them():
     text = blas.describe(_LIBS, {"OPENBLAS_CORETYPE": "Haswell", "PATH": "/bin"})
-    assert text == "openblas 0.3.31 Haswell; openblas 0.3.30 SkylakeX (OPENBLAS_CORETYPE=Haswell)"
+    assert text == "openblas 0.3.30 SkylakeX; openblas 0.3.31 Haswell (OPENBLAS_CORETYPE=Haswell)"
+    assert blas.describe(_LIBS[::-1], {}) == blas.describe(_LIBS, {})  # whatever order they were loaded in
     assert blas.describe([], {}) == "no BLAS found by threadpoolctl"
 
 
