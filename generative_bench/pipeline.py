@@ -176,9 +176,9 @@ def nll(cfg: DictConfig, backend: Backend, record: RunRecord, device: torch.devi
             res = backend.nll(x, generator=g, labels=y, **model_opts)
             bpd.append(res.bpd.double().cpu())
             bound = res.bound
+            for k, v in res.terms.items():
+                terms.setdefault(k, []).append(v.double().cpu())
             bar.update(len(x))
-        for k, v in res.terms.items():
-            terms.setdefault(k, []).append(v.double().cpu())
     bpd_all = torch.cat(bpd)
     entry = {"defined": True, "bpd": float(bpd_all.mean()),
              "bpd_sem": float(bpd_all.std() / math.sqrt(len(bpd_all))) if len(bpd_all) > 1 else None,
