@@ -200,9 +200,9 @@ class Evaluator:
         nb = -(-len(x) // bs)
         mine = list(distributed.my_batches(nb))
         local = {}
-        with Progress(sum(min(bs, len(x) - b * bs) for b in mine), f"{what} features ({getattr(self.extractor, 'name', 'extractor')})",
-                      enabled=distributed.info().is_main and self.progress is not False,
-                      advice=self.faster_reference_advice(len(x))) as bar:
+        label = f"{what} features ({getattr(self.extractor, 'name', 'extractor')})"
+        with Progress(sum(min(bs, len(x) - b * bs) for b in mine), label, advice=self.faster_reference_advice(len(x)),
+                      enabled=distributed.info().is_main and self.progress is not False) as bar:
             for b in mine:
                 local[b] = self._features([x[b * bs:(b + 1) * bs]])
                 bar.update(min(bs, len(x) - b * bs))
