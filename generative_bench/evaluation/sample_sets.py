@@ -89,7 +89,23 @@ class ExternalSampleSet(ExternalSampler):
         return batch.images if batch.labels is None else (batch.images, batch.labels)
 
 
-class NpzSampleSet(ExternalSampleSet):
+class TensorSampleSet(ExternalSampleSet):
+    """A fixed sample set held in memory as a uint8 NCHW tensor (``_images``)."""
+
+    _images: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self._images.shape[1:])
+
+    def _load(self, start: int, stop: int) -> torch.Tensor:
+        return self._images[start:stop].contiguous()
+
+
+class NpzSampleSet(TensorSampleSet):
     """Samples stored as ``arr_0`` (uint8 NHWC) in an npz, e.g. from guided-diffusion's scripts;
     ``arr_1``, when present, holds their class labels."""
 
@@ -102,16 +118,6 @@ class NpzSampleSet(ExternalSampleSet):
         if labels is not None:  # checked by load_npz_images: one integer per image, >= 0
             self.labels = labels
         self.name = name or self.path.stem
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self._images.shape[1:])
-
-    def _load(self, start: int, stop: int) -> torch.Tensor:
-        return self._images[start:stop].contiguous()
 
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "class": "NpzSampleSet", "path": str(self.path), "samples": len(self),
@@ -198,7 +204,7 @@ def images_as_uint8_nchw(images: Any, value_range: tuple[float, float] | None = 
     return x.contiguous()
 
 
-class ArraySampleSet(ExternalSampleSet):
+class ArraySampleSet(TensorSampleSet):
     """Images already in memory (a tensor or array; see :func:`images_as_uint8_nchw`), with
     optional class labels."""
 
@@ -210,16 +216,6 @@ class ArraySampleSet(ExternalSampleSet):
         self.name = name
         if labels is not None:
             self.labels = check_labels(np.asarray(labels), len(self._images), f"{name} labels")
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self._images.shape[1:])
-
-    def _load(self, start: int, stop: int) -> torch.Tensor:
-        return self._images[start:stop]
 
     def describe(self) -> dict[str, Any]:
         digest = hashlib.sha256(self._images.numpy().tobytes()).hexdigest()
@@ -327,5 +323,5 @@ def as_sampler(obj: Any, batch_size: int) -> Any:
     return obj if isinstance(obj, Sampler) else CallableSampler(obj, batch_size)
 
 
-__all__ = ["ArraySampleSet", "CallableSampler", "ExternalSampleSet", "ExternalSampler", "FolderSampleSet", "FunctionSampler", "NpzSampleSet",
-           "as_sampler", "file_sha256", "images_as_uint8_nchw"]
+__all__ = ["ArraySampleSet", "CallableSampler", "ExternalSampleSet", "ExternalSampler", "FolderSampleSet", "FunctionSampler",
+           "NpzSampleSet", "TensorSampleSet", "as_sampler", "file_sha256", "images_as_uint8_nchw"]
