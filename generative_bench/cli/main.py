@@ -142,7 +142,7 @@ def config_keys(overrides: list[str]) -> list[str]:
     """Every dotted key of the config composed with ``overrides`` (leaves and mappings)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     GlobalHydra.instance().clear()
     try:
@@ -158,7 +158,10 @@ def config_keys(overrides: list[str]) -> list[str]:
         for k in node.keys():
             name = f"{prefix}.{k}" if prefix else str(k)
             keys.append(name)
-            child = OmegaConf.select(node, str(k), throw_on_missing=False) if isinstance(node, DictConfig) else None
+            try:  # a leaf's interpolation is never resolved here: only mappings are walked into
+                child = node._get_node(k)
+            except Exception:
+                child = None
             if isinstance(child, DictConfig):
                 walk(child, name)
 
