@@ -266,7 +266,7 @@ class InceptionFeatures(FeatureExtractor):
             named = weights is not None or bool(os.environ.get(wts.ENV_WEIGHTS))
             try:
                 path, self.file_sha256 = wts.resolve_inception_weights(weights, download=download)
-            except WeightsUnavailableError as e:
+            except WeightsUnavailableError:
                 if named:  # a file the user named is wrong or missing: an error, never a silent fallback
                     raise
                 warnings.warn(f"the FID Inception weights ({wts.FILENAME}, sha256 {wts.KNOWN_SHA256[:12]}...) are not in "
